@@ -1,0 +1,467 @@
+"""Accuracy of the posture engine against ground truth, and replay speed.
+
+    python bench/accuracy.py            # the full grid (several minutes on one core)
+    python bench/accuracy.py --quick    # a smoke run in seconds (CI)
+
+Simulated days (``slouchd.sensors.simulated``: seeds x sample rates 25/50/100 Hz x mounts x gyro
+on/off x mount declared/unknown, with the simulator's jitter, duplicates, drops and radio gaps) are
+scored against the simulator's episodes:
+
+- **must-alert**: a ``slouch`` episode whose plateau is at least ``threshold_deg + MARGIN_DEG``, and
+  whose true flexion stays above ``threshold_deg - hysteresis_deg`` from the moment it crosses
+  ``threshold_deg`` until ``dwell_s + DUE_SLACK_S`` later (a radio gap restarts the clock at the
+  gap's end). The alert is *due* ``dwell_s`` after that crossing.
+- **ambiguous** (alerts there are neither right nor wrong): slouches within ``MARGIN_DEG`` of the
+  threshold, or too short to be sure; the first ``MATCH_AFTER_S`` after a must-alert episode; and
+  any alert before which the true flexion was at least ``threshold_deg - MARGIN_DEG`` for
+  ``dwell_s - DWELL_MARGIN_S`` of the last ``dwell_s + DUE_SLACK_S`` seconds (a slouch ending just
+  as its dwell elapsed).
+- **must-not-alert**: everything else (upright, shallow slouches, reaches, typing, standing up,
+  standing, walking, sitting down, leaning back or sideways, sensor on the desk, radio gaps).
+
+An alert inside a must-alert episode is a true positive if it is the first there (repeats are
+escalation, not errors); inside a must-not-alert episode it is a false positive; a must-alert
+episode without an alert is a miss. F1 = 2 TP / (2 TP + FP + FN). Alert lag = alert time - due
+time. Angle RMSE is over 1 Hz posture records in quasi-static periods: plateaus of seated and
+standing episodes (from 3 s after the plateau starts to 1 s before the episode ends, not near a
+radio gap), against the simulator's true flexion / lateral lean.
+
+The real recording ``../shared/data/casale_chest_subject15.csv`` (chest-worn, raw counts) is
+converted to g (``(counts - 2048) / 490``, 52 Hz) and replayed with the mount unknown; alerts are
+counted per activity label.
+
+Prints a table and a final key-figures line; writes JSON to ``bench/results/accuracy.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from slouchd.model import EventKind, Mount  # noqa: E402
+from slouchd.posture.settings import DetectionSettings, WellbeingSettings  # noqa: E402
+from slouchd.posture.tracker import PostureTracker  # noqa: E402
+from slouchd.sensors.recording import Recording  # noqa: E402
+from slouchd.sensors.simulated import SimSettings, SimulatedWearer, write_csv  # noqa: E402
+
+MARGIN_DEG = 3.0
+DUE_SLACK_S = 5.0
+MATCH_AFTER_S = 3.0
+DWELL_MARGIN_S = 5.0
+QUASI_STATIC = ("upright", "slouch", "lean_back", "lean_side", "type_arms", "standing")
+MOUNTS = ("+y,-z", "-x,+z", "+z,+y")
+CASALE = Path(
+    os.environ.get("CASALE_CSV", REPO.parent.parent / "shared" / "data" / "casale_chest_subject15.csv")
+)
+if not CASALE.exists():
+    CASALE = Path("/work/shared/data/casale_chest_subject15.csv")
+CASALE_LABELS = {
+    1: "working at computer",
+    2: "standing up/walking/stairs",
+    3: "standing",
+    4: "walking",
+    5: "stairs",
+    6: "walking and talking",
+    7: "talking while standing",
+}
+GOALS = {
+    "f1": 0.98,
+    "rmse_gyro_deg": 1.0,
+    "rmse_acc25_deg": 1.5,
+    "false_per_hour": 0.1,
+    "lag_s": 2.0,
+    "casale_alerts_moving": 0,
+    "replay_x": 2000.0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    seed: int
+    rate_hz: float
+    mount: str
+    gyro: bool
+    declared: bool
+    hours: float
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    det = DetectionSettings()
+    sim = SimSettings(
+        seed=case.seed,
+        rate_hz=case.rate_hz,
+        gyro=case.gyro,
+        mount=Mount.parse(case.mount),
+        day_s=max(case.hours * 3600.0, 600.0),
+    )
+    wearer = SimulatedWearer(sim)
+    tracker = PostureTracker(det, WellbeingSettings(), sim.mount if case.declared else None)
+    frames, events = [], []
+    elapsed = 0.0
+    for batch in wearer.batches(60.0):
+        t0 = time.perf_counter()
+        out = tracker.process(batch)
+        elapsed += time.perf_counter() - t0
+        frames += out.frames
+        events += out.events
+    score = score_day(wearer, frames, events, det)
+    cal = tracker.calibration
+    score.update(dataclasses.asdict(case))
+    score["engine_x"] = wearer.day_length_s / elapsed
+    score["axis"] = None if cal is None else cal.axis_source
+    learned = [
+        e.t_s for e in events if e.kind is EventKind.CALIBRATED and e.data.get("axis_source") == "learned"
+    ]
+    score["axis_learned_after_s"] = learned[0] if learned else None
+    return score
+
+
+def _gaps(wearer: SimulatedWearer) -> list[tuple[float, float]]:
+    return [(g.start_s, g.end_s) for g in wearer.radio_gaps]
+
+
+def score_day(
+    wearer: SimulatedWearer, frames: list[Any], events: list[Any], det: DetectionSettings
+) -> dict[str, Any]:
+    thr, hyst, dwell = det.threshold_deg, det.hysteresis_deg, det.dwell_s
+    eps = wearer.episodes
+    gaps = _gaps(wearer)
+    status: list[str] = []
+    due: list[float] = []
+    for e in eps:
+        st, du = "must_not", math.nan
+        if e.kind == "slouch":
+            if e.flexion_deg >= thr + MARGIN_DEG:
+                st, du = _must_alert(wearer, e, gaps, thr, hyst, dwell)
+            elif e.flexion_deg > thr - MARGIN_DEG:
+                st = "ambiguous"
+        status.append(st)
+        due.append(du)
+    starts = np.array([e.start_s for e in eps])
+    alerts = [ev for ev in events if ev.kind is EventKind.SLOUCH_ALERT]
+    tp, fp, unscored, lags, fp_where = 0, 0, 0, [], []
+    hit = set()
+    for a in alerts:
+        i = int(np.searchsorted(starts, a.t_s, side="right") - 1)
+        # Just after a must-alert slouch ends, an alert belongs to it.
+        if (
+            status[i] != "must_alert"
+            and i > 0
+            and status[i - 1] == "must_alert"
+            and a.t_s - eps[i].start_s <= MATCH_AFTER_S
+        ):
+            i -= 1
+        st = status[i]
+        if st == "must_alert":
+            if i not in hit:
+                hit.add(i)
+                tp += 1
+                lags.append(a.t_s - due[i])
+        elif st == "must_not" and not _excusable(wearer, a.t_s, thr, dwell):
+            fp += 1
+            fp_where.append({"t": round(a.t_s, 1), "kind": eps[i].kind, "flexion_deg": eps[i].flexion_deg})
+        elif a.data.get("level") == 1:
+            unscored += 1  # a first alert in an ambiguous stretch: neither right nor wrong
+    must = [i for i, s in enumerate(status) if s == "must_alert"]
+    fn = len([i for i in must if i not in hit])
+    hours = wearer.day_length_s / 3600.0
+    # Angles in quasi-static periods.
+    ft = np.array([f.t_s for f in frames])
+    fl = np.array([np.nan if f.flexion_deg is None else f.flexion_deg for f in frames])
+    la = np.array([np.nan if f.lateral_deg is None else f.lateral_deg for f in frames])
+    true_f, true_l, label = wearer.truth(ft)
+    idx = np.clip(np.searchsorted(starts, ft, side="right") - 1, 0, len(eps) - 1)
+    plateau = np.array([e.plateau_start_s for e in eps])[idx]
+    end = np.array([e.end_s for e in eps])[idx]
+    quasi = np.isin(label, QUASI_STATIC) & (ft >= plateau + 3.0) & (ft <= end - 1.0)
+    for a, b in gaps:
+        quasi &= ~((ft > a - 2.0) & (ft < b + 3.0))
+    ok = quasi & ~np.isnan(fl)
+    rmse_f = float(np.sqrt(np.mean((fl[ok] - true_f[ok]) ** 2))) if ok.any() else math.nan
+    ok_l = quasi & ~np.isnan(la)
+    rmse_l = float(np.sqrt(np.mean((la[ok_l] - true_l[ok_l]) ** 2))) if ok_l.any() else math.nan
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "unscored_first_alerts": unscored,
+        "must_alert": len(must),
+        "must_not_episodes": status.count("must_not"),
+        "lags": lags,
+        "hours": hours,
+        "rmse_flexion_deg": rmse_f,
+        "rmse_lateral_deg": rmse_l,
+        "quasi_frames": int(ok.sum()),
+        "quasi_coverage": float(ok.sum() / max(1, quasi.sum())),
+        "false_alerts": fp_where,
+        "missed": [round(eps[i].start_s, 1) for i in must if i not in hit],
+    }
+
+
+def _excusable(wearer: SimulatedWearer, t_s: float, thr: float, dwell: float) -> bool:
+    """A borderline alert: the true flexion was within MARGIN_DEG of the threshold or above for
+    nearly the whole dwell before it (within DWELL_MARGIN_S), e.g. a slouch that ended just as
+    the dwell elapsed. Neither right nor wrong."""
+    grid = np.arange(t_s - dwell - DUE_SLACK_S, t_s, 0.1)
+    flex, _, _ = wearer.truth(grid)
+    return float(np.sum(flex >= thr - MARGIN_DEG)) * 0.1 >= dwell - DWELL_MARGIN_S
+
+
+def _must_alert(
+    wearer: SimulatedWearer, e: Any, gaps: list[tuple[float, float]], thr: float, hyst: float, dwell: float
+) -> tuple[str, float]:
+    grid = np.arange(e.start_s, e.end_s, 0.1)
+    flex, _, _ = wearer.truth(grid)
+    above = np.flatnonzero(flex >= thr)
+    if above.size == 0:
+        return "ambiguous", math.nan
+    cross = float(grid[above[0]])
+    for a, b in gaps:  # a gap inside the countdown restarts it after the gap
+        if a < cross + dwell + DUE_SLACK_S and b > cross:
+            cross = max(cross, b + 1.0)
+    due = cross + dwell
+    window = (grid >= cross) & (grid <= due + DUE_SLACK_S)
+    if due + DUE_SLACK_S > e.end_s or not window.any() or np.nanmin(flex[window]) < thr - hyst:
+        return "ambiguous", math.nan
+    return "must_alert", due
+
+
+def casale() -> dict[str, Any]:
+    raw = np.loadtxt(CASALE, delimiter=",", skiprows=1)
+    t = np.arange(raw.shape[0]) / 52.0
+    acc = (raw[:, 1:4] - 2048.0) / 490.0
+    labels = raw[:, 4].astype(int)
+    rec = Recording(t, acc, None)
+    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), None)
+    events, frames = [], []
+    for b in rec.batches(60.0):
+        out = tracker.process(b)
+        events += out.events
+        frames += out.frames
+    per = {
+        name: {"minutes": float(np.sum(labels == k) / 52.0 / 60.0), "alerts": 0}
+        for k, name in CASALE_LABELS.items()
+    }
+    for e in events:
+        if e.kind is EventKind.SLOUCH_ALERT:
+            k = int(labels[min(int(e.t_s * 52.0), labels.size - 1)])
+            per[CASALE_LABELS[k]]["alerts"] += 1
+    ft = np.array([f.t_s for f in frames])
+    fk = labels[np.minimum((ft * 52.0).astype(int), labels.size - 1)]
+    for k, name in CASALE_LABELS.items():
+        m = fk == k
+        post, cnt = np.unique([frames[i].posture.value for i in np.flatnonzero(m)], return_counts=True)
+        per[name]["posture_s"] = {str(p): int(c) for p, c in zip(post, cnt, strict=True)}
+    moving_labels = ("standing", "walking", "stairs", "walking and talking", "talking while standing")
+    return {
+        "per_label": per,
+        "alerts_on_walking_standing_talking": sum(per[n]["alerts"] for n in moving_labels),
+        "calibration": None if tracker.calibration is None else tracker.calibration.to_dict(),
+    }
+
+
+def replay_speed(hours: float) -> dict[str, Any]:
+    """End-to-end ``slouchd replay`` on a simulated 50 Hz recording (CSV parse + engine + JSON out)."""
+    wearer = SimulatedWearer(SimSettings(seed=7, rate_hz=50.0, gyro=True, day_s=max(600.0, hours * 3600.0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "day.csv"
+        rows = write_csv(wearer, path, truth=False)
+        cmd = [sys.executable, "-m", "slouchd.cli", "replay", str(path)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+        elapsed = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import slouchd.commands.replay"], cwd=REPO, check=True)
+        startup = time.perf_counter() - t1
+    if proc.returncode != 0:
+        raise RuntimeError(f"replay failed: {proc.stderr.strip()}")
+    dur = wearer.day_length_s
+    return {
+        "recording_s": dur,
+        "rows": rows,
+        "wall_s": elapsed,
+        "startup_s": startup,
+        "x_real_time": dur / elapsed,
+        "x_real_time_without_startup": dur / max(1e-9, elapsed - startup),
+        "lines": proc.stdout.count("\n"),
+    }
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    def agg(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        tp = sum(r["tp"] for r in rs)
+        fp = sum(r["fp"] for r in rs)
+        fn = sum(r["fn"] for r in rs)
+        hours = sum(r["hours"] for r in rs)
+        lags = [x for r in rs for x in r["lags"]]
+        rm = [r["rmse_flexion_deg"] for r in rs if not math.isnan(r["rmse_flexion_deg"])]
+        w = [r["quasi_frames"] for r in rs if not math.isnan(r["rmse_flexion_deg"])]
+        rmse = float(np.sqrt(np.average(np.square(rm), weights=w))) if rm else math.nan
+        return {
+            "runs": len(rs),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "unscored": sum(r["unscored_first_alerts"] for r in rs),
+            "must_not_episodes": sum(r["must_not_episodes"] for r in rs),
+            "f1": 2 * tp / max(1, 2 * tp + fp + fn),
+            "false_per_hour": fp / max(hours, 1e-9),
+            "rmse_flexion_deg": rmse,
+            "worst_rmse_deg": max(rm) if rm else math.nan,
+            "lag_p95_s": float(np.percentile(lags, 95)) if lags else math.nan,
+            "lag_max_s": max(lags) if lags else math.nan,
+            "lag_within_2s": float(np.mean(np.array(lags) <= 2.0)) if lags else math.nan,
+            "hours": hours,
+        }
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        key = f"{r['rate_hz']:g}Hz {'gyro' if r['gyro'] else 'acc '} {'mount' if r['declared'] else 'learn'}"
+        groups.setdefault(key, []).append(r)
+    out = {k: agg(v) for k, v in sorted(groups.items())}
+    out["all declared"] = agg([r for r in results if r["declared"]])
+    out["all learned"] = agg([r for r in results if not r["declared"]])
+    out["all"] = agg(results)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run in seconds")
+    p.add_argument("--seeds", type=int, default=3, help="simulated days per configuration")
+    p.add_argument("--hours", type=float, default=8.0, help="length of each simulated day, hours")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "accuracy.json"))
+    args = p.parse_args()
+    if args.quick:
+        cases = [
+            Case(1, 50.0, "+y,-z", True, True, 0.5),
+            Case(2, 25.0, "-x,+z", False, True, 0.5),
+            Case(3, 50.0, "+z,+y", True, False, 0.5),
+        ]
+        speed_hours = 0.25
+    else:
+        cases = [
+            Case(seed, rate, MOUNTS[(seed + j) % len(MOUNTS)], gyro, declared, args.hours)
+            for seed in range(1, args.seeds + 1)
+            for j, rate in enumerate((25.0, 50.0, 100.0))
+            for gyro in (True, False)
+            for declared in (True, False)
+        ]
+        speed_hours = 2.0
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(run_case, cases))
+    else:
+        results = [run_case(c) for c in cases]
+    summary = summarise(results)
+    cas = casale() if CASALE.exists() else None
+    speed = replay_speed(speed_hours)
+    print(
+        f"{'configuration':<22} {'runs':>4} {'TP':>4} {'FP':>3} {'FN':>3} {'unsc':>4} {'F1':>6} {'FP/h':>6} "
+        f"{'RMSE°':>6} {'worst°':>6} {'lag p95':>7} {'lag max':>7}"
+    )
+    for k, s in summary.items():
+        print(
+            f"{k:<22} {s['runs']:>4} {s['tp']:>4} {s['fp']:>3} {s['fn']:>3} {s['unscored']:>4} "
+            f"{s['f1']:>6.3f} "
+            f"{s['false_per_hour']:>6.3f} {s['rmse_flexion_deg']:>6.2f} {s['worst_rmse_deg']:>6.2f} "
+            f"{s['lag_p95_s']:>7.2f} {s['lag_max_s']:>7.2f}"
+        )
+    print(
+        "  (unsc = first alerts in ambiguous stretches, not scored; must-not-alert episodes: "
+        f"{summary['all']['must_not_episodes']})"
+    )
+    for r in results:
+        for fa in r["false_alerts"]:
+            print(
+                f"  false alert: seed {r['seed']} {r['rate_hz']:g} Hz gyro={r['gyro']} "
+                f"declared={r['declared']}: {fa}"
+            )
+        for m in r["missed"]:
+            print(
+                f"  missed: seed {r['seed']} {r['rate_hz']:g} Hz gyro={r['gyro']} declared={r['declared']}: "
+                f"slouch at {m} s"
+            )
+    if cas is not None:
+        print(
+            "casale subject 15 (chest, mount unknown): alerts per activity: "
+            + ", ".join(f"{k} {v['alerts']} ({v['minutes']:.1f} min)" for k, v in cas["per_label"].items())
+        )
+    print(
+        f"replay: {speed['recording_s'] / 3600:.1f} h at 50 Hz in {speed['wall_s']:.2f} s = "
+        f"{speed['x_real_time']:.0f}x real time ({speed['x_real_time_without_startup']:.0f}x without the "
+        f"{speed['startup_s']:.2f} s interpreter + import start-up)"
+    )
+    learn = [r for r in results if not r["declared"]]
+    if learn:
+        after = [r["axis_learned_after_s"] for r in learn if r["axis_learned_after_s"] is not None]
+        print(
+            f"forward axis learned (mount unknown) in {len(after)}/{len(learn)} days"
+            + (
+                f", after {np.median(after) / 60:.1f} min (median), {max(after) / 60:.1f} min (worst)"
+                if after
+                else ""
+            )
+        )
+    acc25 = [r for r in results if r["rate_hz"] == 25.0 and not r["gyro"] and r["declared"]]
+    gy = [r for r in results if r["gyro"] and r["declared"]]
+    rm25 = summarise(acc25)["all"]["rmse_flexion_deg"] if acc25 else math.nan
+    rmg = summarise(gy)["all"]["rmse_flexion_deg"] if gy else math.nan
+    a = summary["all"]
+    key = {
+        "f1": a["f1"],
+        "false_per_hour": a["false_per_hour"],
+        "rmse_gyro_deg": rmg,
+        "rmse_acc25_deg": rm25,
+        "lag_max_s": a["lag_max_s"],
+        "lag_within_2s": a["lag_within_2s"],
+        "casale_alerts_walking_standing_talking": None
+        if cas is None
+        else cas["alerts_on_walking_standing_talking"],
+        "replay_x": speed["x_real_time"],
+    }
+    print(
+        "KEY FIGURES: "
+        + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items())
+        + f"  ({len(results)} simulated days, {sum(r['hours'] for r in results):.0f} h, "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(
+            {
+                "key": key,
+                "goals": GOALS,
+                "summary": summary,
+                "casale": cas,
+                "replay_speed": speed,
+                "runs": results,
+                "quick": args.quick,
+            },
+            fh,
+            indent=1,
+            default=float,
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

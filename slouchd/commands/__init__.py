@@ -1,0 +1,1 @@
+"""One module per group of ``slouchd`` subcommands; each has ``register(subparsers)``."""

@@ -1,0 +1,26 @@
+"""``slouchd check-config``: validate a configuration file and say what is in force."""
+
+from __future__ import annotations
+
+import argparse
+
+from slouchd.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-config", help="validate a config file",
+        description="Validate a slouchd TOML config file. Prints one line per problem's first "
+                    "occurrence and exits 2 when it is invalid, 0 when it is fine.")
+    p.add_argument("file", nargs="?", default="config/slouchd.toml",
+                   help="config file (default: config/slouchd.toml)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.file)
+    names = ", ".join(f"{w.name} ({w.sensor})" for w in cfg.wearers) or "none"
+    broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.host else "embedded broker"
+    print(f"{args.file}: ok: {len(cfg.wearers)} wearer(s): {names}; mqtt: {broker}; "
+          f"threshold {cfg.detection.threshold_deg:g} deg, dwell {cfg.detection.dwell_s:g} s")
+    return 0

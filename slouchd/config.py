@@ -1,0 +1,167 @@
+"""The slouchd configuration: TOML files into typed, validated settings.
+
+Every default lives in the settings dataclasses (``slouchd/*/settings.py`` and below);
+``config/slouchd.toml`` is the annotated reference of every key. Errors are one line naming the
+file, the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slouchd.files import unreadable
+from slouchd.model import Mount
+from slouchd.posture.settings import (
+    ActivitySettings,
+    CalibrationSettings,
+    DetectionSettings,
+    WellbeingSettings,
+)
+from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
+from slouchd.schema import SettingsError, build, check_partial, setting
+from slouchd.sensors.settings import BleSettings
+
+ConfigError = SettingsError
+
+WEARER_NAME = r"[a-z0-9][a-z0-9_\-]{0,31}"
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Process-level settings (``[daemon]``)."""
+
+    state_dir: str = setting(
+        "", doc='where per-wearer state is kept; "" = $STATE_DIRECTORY or ~/.local/state/slouchd')
+    log_level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="log level")
+    log_format: str = setting(
+        "text", choices=("text", "json"), doc="text = one readable line; json = one object per line")
+
+
+@dataclass(frozen=True)
+class WearerSettings:
+    """One person wearing one sensor (a ``[[wearers]]`` table)."""
+
+    name: str = setting(pattern=WEARER_NAME, doc="used in MQTT topics and Home Assistant names")
+    sensor: str = setting(
+        "simulated", doc='BLE address or advertised name, "simulated", or "replay:PATH" (a replay CSV)')
+    profile: str = setting("", doc='firmware profile for BLE sensors, e.g. "microbit"; "" = auto-match')
+    mount: str = setting(
+        "", doc='sensor axes as worn, "UP,OUT" e.g. "+y,-z"; "" = the profile\'s usual mount')
+    speed: float = setting(1.0, min=0.01, max=100000, doc="simulated/replay sources only: 1 = real time")
+    seed: int = setting(1, min=0, max=2**31 - 1, doc="simulated sources only: which scripted day")
+    detection: dict[str, Any] = setting(factory=dict, doc="per-wearer overrides of [detection] keys")
+
+    def validate(self) -> None:
+        if self.mount:
+            try:
+                Mount.parse(self.mount)
+            except ValueError as err:
+                raise SettingsError(f'mount = "{self.mount}": {err}') from None
+
+
+def _default_wearers() -> list[WearerSettings]:
+    return [WearerSettings(name="demo", sensor="simulated")]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build it with :func:`load_config` or :func:`parse_config`."""
+
+    daemon: DaemonSettings = setting(factory=DaemonSettings)
+    detection: DetectionSettings = setting(factory=DetectionSettings)
+    wellbeing: WellbeingSettings = setting(factory=WellbeingSettings)
+    calibration: CalibrationSettings = setting(factory=CalibrationSettings)
+    activity: ActivitySettings = setting(factory=ActivitySettings)
+    mqtt: MqttSettings = setting(factory=MqttSettings)
+    homeassistant: HomeAssistantSettings = setting(factory=HomeAssistantSettings)
+    ble: BleSettings = setting(factory=BleSettings)
+    wearers: list[WearerSettings] = setting(factory=_default_wearers)
+    source: str = dataclasses.field(default="<defaults>", compare=False)
+
+    def validate(self) -> None:
+        seen: set[str] = set()
+        for i, w in enumerate(self.wearers):
+            if w.name in seen:
+                raise SettingsError(f'wearers[{i}].name = "{w.name}": wearer names must be unique')
+            seen.add(w.name)
+
+    def wearer_detection(self, wearer: WearerSettings) -> DetectionSettings:
+        """The ``[detection]`` settings in force for one wearer (global plus overrides)."""
+        return dataclasses.replace(self.detection, **wearer.detection)
+
+    def wearer(self, name: str) -> WearerSettings:
+        for w in self.wearers:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document into a :class:`Config`.
+
+    Raises:
+        ConfigError: one line naming ``source``, the key and what is allowed.
+    """
+    data = dict(data)
+    data.pop("source", None)
+    cfg = build(Config, data, source)
+    for i, w in enumerate(cfg.wearers):
+        prefix = f"wearers[{i}].detection."
+        overrides = check_partial(DetectionSettings, w.detection, source, prefix)
+        try:
+            merged = dataclasses.replace(cfg.detection, **overrides)
+            merged.validate()
+        except SettingsError as err:
+            raise SettingsError(f"{source}: {prefix}{err}") from None
+    return dataclasses.replace(cfg, source=source)
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file; any problem becomes a one-line ConfigError naming the file."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(unreadable(p, err)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> Config:
+    """Load ``path`` (or built-in defaults when None) and apply ``KEY=VALUE`` overrides."""
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    for item in overrides or []:
+        set_dotted(data, item)
+    return parse_config(data, source)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML syntax if it parses (18, true, "x", [..]), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_dotted(data: dict[str, Any], item: str) -> None:
+    """Apply one ``KEY=VALUE`` (``detection.dwell_s=30``) to a raw TOML document in place."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. detection.dwell_s=30")
+    parts = key.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            raise ConfigError(f"--set {item}: cannot set inside a list of tables")
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item}: {part} is not a table")
+    node[parts[-1]] = parse_value(value.strip())

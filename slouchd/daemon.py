@@ -1,0 +1,560 @@
+"""The asyncio daemon: one supervised task per wearer, one MQTT publisher, signals, sd_notify.
+
+It wires; it does not compute. Samples flow source -> PostureTracker -> publisher/console/state
+store; commands flow MQTT -> validated command -> tracker/settings. ``slouchd run`` and
+``slouchd demo`` both run :class:`Daemon`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from slouchd import __version__
+from slouchd.broker import EmbeddedBroker
+from slouchd.config import Config, ConfigError, WearerSettings, load_config
+from slouchd.model import Event, EventKind, PostureFrame, SampleBatch
+from slouchd.posture.settings import DetectionSettings
+from slouchd.posture.tracker import PostureTracker
+from slouchd.publish.commands import Command, CommandResult
+from slouchd.publish.mqtt import MqttPublisher, WearerInfo
+from slouchd.sdnotify import Notifier
+from slouchd.sensors.base import SensorSource
+from slouchd.sensors.ble import AdapterWedged
+from slouchd.sensors.factory import SourcePlan, open_source, plan_source
+from slouchd.state import StateStore, default_state_dir
+
+log = logging.getLogger("slouchd")
+
+EXIT_OK = 0
+EXIT_CONFIG = 78  # sysexits EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop
+EXIT_ADAPTER = 75  # EX_TEMPFAIL: the Bluetooth adapter is wedged; let systemd restart us
+
+SAVE_EVERY_S = 5.0  # kill -9 loses at most this much of today's totals
+STATS_EVERY_S = 60.0
+RESTART_BACKOFF_MAX_S = 30.0
+SHUTDOWN_WEARERS_S = 1.5
+
+
+class View(Protocol):
+    """Something that shows what happens (the demo's terminal view)."""
+
+    def on_frame(self, wearer: str, frame: PostureFrame) -> None: ...
+
+    def on_event(self, wearer: str, event: Event) -> None: ...
+
+
+def wall_iso(t_s: float) -> str:
+    """Local ISO-8601 time of a sample-clock time (Unix seconds), to the second."""
+    return datetime.fromtimestamp(t_s).astimezone().isoformat(timespec="seconds")
+
+
+class WearerRuntime:
+    """One wearer: its tracker, its source, its persisted state, supervised in its own task."""
+
+    def __init__(self, daemon: Daemon, settings: WearerSettings) -> None:
+        self.daemon = daemon
+        self.settings = settings
+        self.name = settings.name
+        self.log = logging.getLogger(f"slouchd.wearer.{self.name}")
+        self.plan: SourcePlan = plan_source(settings, daemon.config)
+        saved = daemon.store.load(self.name)
+        self.overrides: dict[str, Any] = dict(saved.get("overrides") or {})
+        self.snooze_until_s: float | None = saved.get("snooze_until_s")
+        cfg = daemon.config
+        self.tracker = PostureTracker(
+            self.detection(), cfg.wellbeing, self.plan.mount, calibration_settings=cfg.calibration,
+            activity=cfg.activity, frame_interval_s=1.0)
+        if saved.get("tracker"):
+            try:
+                self.tracker.restore_state(saved["tracker"])
+            except (KeyError, TypeError, ValueError) as err:
+                self.log.warning("saved calibration/totals unusable (%s); starting afresh", err)
+        if self.snooze_until_s is not None:
+            self.tracker.snooze_until(self.snooze_until_s)
+        self.source: SensorSource | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.streaming = False
+        self.last_batch_wall = 0.0
+        self.alerts = 0
+        self.events_seen: dict[str, int] = {}
+        self.restarts = 0
+        self._last_save = time.monotonic()
+        self._last_stats = 0.0
+        self._saving: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ----- settings -------------------------------------------------------------------------
+    def detection(self) -> DetectionSettings:
+        """[detection] in force: config file, per-wearer overrides, then changes from MQTT."""
+        base = self.daemon.config.wearer_detection(self.settings)
+        return dataclasses.replace(base, **self.overrides) if self.overrides else base
+
+    def info(self) -> WearerInfo:
+        return WearerInfo(
+            name=self.name, sensor_id=self.plan.sensor_id, model=self.plan.model,
+            profile=self.plan.profile, detection=self.detection())
+
+    def state_payload(self, frame: PostureFrame) -> dict[str, Any]:
+        det = self.detection()
+        status = self.source.status if self.source is not None else None
+        doc = frame.to_dict()
+        doc["time"] = wall_iso(frame.t_s)
+        doc.update({
+            "battery": None if status is None else status.battery_pct,
+            "rssi": None if status is None else status.rssi_dbm,
+            "threshold_deg": det.threshold_deg,
+            "hysteresis_deg": det.hysteresis_deg,
+            "dwell_s": det.dwell_s,
+            "mode": det.mode,
+            "alerts_enabled": det.alerts_enabled,
+            "snoozed_until": None if self.snooze_until_s is None else wall_iso(self.snooze_until_s),
+            "snooze_min": self.snooze_left_min(frame.t_s),
+        })
+        doc.update(self.counters())
+        return doc
+
+    def snooze_left_min(self, now_s: float) -> float:
+        """Minutes of snooze left at sample time ``now_s`` (0 when not snoozed)."""
+        if self.snooze_until_s is None:
+            return 0.0
+        return round(max(0.0, self.snooze_until_s - now_s) / 60.0, 1)
+
+    def counters(self) -> dict[str, Any]:
+        """Link and pipeline counters (Home Assistant diagnostics)."""
+        status = self.source.status if self.source is not None else None
+        drops: dict[str, int] = dict(self.tracker.dropped)
+        if status is not None:
+            for reason, n in status.dropped.items():
+                drops[reason] = drops.get(reason, 0) + n
+        pub = self.daemon.publisher
+        return {
+            "reconnects": 0 if status is None else status.reconnects,
+            "packets": 0 if status is None else status.packets,
+            "dropped": sum(drops.values()),
+            "dropped_by_reason": drops,
+            "alerts": self.alerts,
+            "task_restarts": self.restarts,
+            "mqtt_queue": 0 if pub is None else pub.queue_depth,
+        }
+
+    # ----- the sample path --------------------------------------------------------------------
+    def handle(self, batch: SampleBatch) -> None:
+        """Feed one batch through the tracker and fan the results out (synchronous, fast)."""
+        out = self.tracker.process(batch)
+        pub = self.daemon.publisher
+        view = self.daemon.view
+        for frame in out.frames:
+            if pub is not None:
+                pub.publish_state(self.name, self.state_payload(frame))
+            if view is not None:
+                view.on_frame(self.name, frame)
+        for event in out.events:
+            self.on_event(event)
+        self.last_batch_wall = time.monotonic()
+        if self.last_batch_wall - self._last_save >= SAVE_EVERY_S:
+            self.save_soon()
+        if self.last_batch_wall - self._last_stats >= STATS_EVERY_S:
+            self.publish_stats()
+
+    def on_event(self, event: Event) -> None:
+        self.events_seen[event.kind.value] = self.events_seen.get(event.kind.value, 0) + 1
+        doc = event.to_dict()
+        doc["time"] = wall_iso(event.t_s)
+        doc["wearer"] = self.name
+        if event.kind is EventKind.SLOUCH_ALERT:
+            self.alerts += 1
+            self.log.info("slouch alert level %s: %.0f deg forward for %.0f s",
+                          event.data.get("level"), event.data.get("flexion_deg", float("nan")),
+                          event.data.get("slouch_s", 0.0))
+            if self.daemon.config.ble.haptic and self.source is not None:
+                self._spawn(self._buzz(int(event.data.get("level", 1))))
+        elif event.kind is EventKind.BREAK_REMINDER:
+            self.log.info("break reminder: sitting for %s min", event.data.get("sitting_min"))
+        elif event.kind in (EventKind.CALIBRATED, EventKind.CALIBRATION_FAILED):
+            self.log.info("%s %s", event.kind.value, {k: v for k, v in event.data.items()})
+            self.save_soon()  # a calibration is never to be lost
+        else:
+            self.log.debug("%s %s", event.kind.value, event.data)
+        if self.daemon.publisher is not None:
+            self.daemon.publisher.publish_event(self.name, doc)
+        if self.daemon.view is not None:
+            self.daemon.view.on_event(self.name, event)
+        if event.kind is not EventKind.SLOUCH_END:
+            self.publish_stats()
+
+    async def _buzz(self, level: int) -> None:
+        source = self.source
+        if source is None:
+            return
+        try:
+            await source.buzz(level)
+        except Exception as err:  # a failed buzz must never stop the stream
+            self.log.warning("haptic buzz failed: %s", err)
+
+    def publish_stats(self) -> None:
+        self._last_stats = time.monotonic()
+        if self.daemon.publisher is not None:
+            self.daemon.publisher.publish_stats(self.name, self.tracker.stats())
+
+    # ----- persistence ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "overrides": dict(self.overrides),
+            "snooze_until_s": self.snooze_until_s,
+            "tracker": self.tracker.export_state(),
+        }
+
+    def save_now(self) -> None:
+        try:
+            self.daemon.store.save(self.name, self.snapshot())
+        except OSError as err:
+            self.log.error("cannot save state: %s", err)
+        self._last_save = time.monotonic()
+
+    def save_soon(self) -> None:
+        """Save in a worker thread (fsync on an SD card can take 100 ms), one save at a time."""
+        self._last_save = time.monotonic()
+        if self._saving is not None and not self._saving.done():
+            return
+        snap = self.snapshot()  # taken on the loop thread: consistent
+
+        async def write() -> None:
+            try:
+                await asyncio.to_thread(self.daemon.store.save, self.name, snap)
+            except OSError as err:
+                self.log.error("cannot save state: %s", err)
+
+        self._saving = asyncio.get_running_loop().create_task(write())
+
+    # ----- commands ---------------------------------------------------------------------------
+    def apply(self, command: Command) -> CommandResult:
+        """Apply a validated command; refuse (changing nothing) what the settings reject."""
+        changes = dict(command.values)
+        applied: dict[str, Any] = {}
+        new_overrides = dict(self.overrides)
+        for key in ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled"):
+            if key in changes:
+                new_overrides[key] = changes[key]
+        if new_overrides != self.overrides:
+            base = self.daemon.config.wearer_detection(self.settings)
+            try:
+                candidate = dataclasses.replace(base, **new_overrides)
+                candidate.validate()
+            except (ValueError, TypeError) as err:
+                return CommandResult(ok=False, error=str(err))
+            self.overrides = new_overrides
+            self.tracker.set_detection(candidate)
+            applied.update({k: changes[k] for k in changes if k in new_overrides})
+        if "snooze_min" in changes:
+            minutes = float(changes["snooze_min"])
+            now = self.tracker.frame.t_s if self.tracker.frame.t_s > 0 else time.time()
+            self.snooze_until_s = now + minutes * 60.0 if minutes > 0 else None
+            self.tracker.snooze_until(self.snooze_until_s)
+            applied["snooze_min"] = minutes
+        if changes.get("calibrate"):
+            self.tracker.request_calibration()
+            applied["calibrate"] = True
+        self.save_soon()
+        if self.daemon.publisher is not None:
+            self.daemon.publisher.set_wearers(self.daemon.wearer_infos())
+            if self.tracker.frame.t_s > 0:
+                self.daemon.publisher.publish_state(self.name, self.state_payload(self.tracker.frame))
+        self.log.info("command applied: %s", applied)
+        return CommandResult(ok=True, applied=applied)
+
+    # ----- supervision ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"wearer:{self.name}")
+
+    async def run(self) -> None:
+        """Stream forever; a failure is logged with its traceback and the stream restarted."""
+        backoff = 1.0
+        while True:
+            try:
+                source = open_source(self.plan, self.settings, self.daemon.config,
+                                     start_epoch_s=self.daemon.start_epoch_s)
+                async with source:
+                    self.source = source
+                    async for batch in source:
+                        if not self.streaming:
+                            self.streaming = True
+                            self.log.info("streaming from %s", self.settings.sensor)
+                            if self.daemon.publisher is not None:
+                                self.daemon.publisher.set_availability(self.name, True)
+                        self.handle(batch)
+                        backoff = 1.0
+                self.log.info("source ended; starting it again")
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if isinstance(err, AdapterWedged):
+                    raise
+                self.restarts += 1
+                self.log.exception("sensor task failed (%s); restarting in %.0f s", err, backoff)
+            finally:
+                self.source = None
+                if self.streaming:
+                    self.streaming = False
+                    if self.daemon.publisher is not None:
+                        self.daemon.publisher.set_availability(self.name, False)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2.0, RESTART_BACKOFF_MAX_S)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.task), SHUTDOWN_WEARERS_S)
+        for task in list(self._background):
+            task.cancel()
+        if self._saving is not None and not self._saving.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._saving, 2.0)
+        self.save_now()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+class Daemon:
+    """Runs every configured wearer and the MQTT publisher until told to stop.
+
+    Args:
+        config: the validated configuration.
+        config_path: the file it came from (re-read on SIGHUP); None = built-in defaults.
+        overrides: ``KEY=VALUE`` overrides applied on every (re)load.
+        view: optional live view (the demo's terminal).
+        notifier: sd_notify sender (default: from the environment).
+        start_epoch_s: sample-clock start of simulated/replay sources (default: now).
+    """
+
+    def __init__(self, config: Config, *, config_path: str | None = None,
+                 overrides: list[str] | None = None, view: View | None = None,
+                 notifier: Notifier | None = None, start_epoch_s: float | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.overrides = list(overrides or [])
+        self.view = view
+        self.notifier = notifier or Notifier()
+        self.start_epoch_s = start_epoch_s
+        self.store = StateStore(default_state_dir(config.daemon.state_dir))
+        self.publisher: MqttPublisher | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.wearers: dict[str, WearerRuntime] = {}
+        self.exit_code = EXIT_OK
+        self._stop = asyncio.Event()
+        self._reload_requested = False
+        self.started_at = time.monotonic()
+
+    def wearer_infos(self) -> list[WearerInfo]:
+        return [rt.info() for rt in self.wearers.values()]
+
+    async def on_command(self, wearer: str, command: Command) -> CommandResult:
+        rt = self.wearers.get(wearer)
+        if rt is None:
+            return CommandResult(ok=False, error=f"no wearer named {wearer!r}")
+        return rt.apply(command)
+
+    def status_line(self) -> str:
+        streaming = sum(1 for rt in self.wearers.values() if rt.streaming)
+        mqtt = "connected" if self.publisher is not None and self.publisher.connected else "disconnected"
+        return f"mqtt={mqtt} wearers={streaming}/{len(self.wearers)} streaming"
+
+    def health_line(self) -> str:
+        """One line of internals for leak hunting (``kill -USR1 <pid>`` logs it): asyncio tasks,
+        queues, counters. ``bench/soak.py`` reads it to check that nothing grows."""
+        pub = self.publisher
+        background = sum(len(rt._background) for rt in self.wearers.values())
+        return (f"health: uptime_s={time.monotonic() - self.started_at:.0f} "
+                f"tasks={len(asyncio.all_tasks())} wearers={len(self.wearers)} "
+                f"streaming={sum(1 for rt in self.wearers.values() if rt.streaming)} "
+                f"background_tasks={background} "
+                f"mqtt_queue={0 if pub is None else pub.queue_depth} "
+                f"mqtt_published={0 if pub is None else pub.published} "
+                f"mqtt_dropped={0 if pub is None else pub.dropped} "
+                f"states_published={0 if pub is None else pub.state_published} "
+                f"alerts={sum(rt.alerts for rt in self.wearers.values())} "
+                f"restarts={sum(rt.restarts for rt in self.wearers.values())}")
+
+    def request_stop(self, code: int = EXIT_OK) -> None:
+        if code != EXIT_OK:
+            self.exit_code = code
+        self._stop.set()
+
+    # ----- lifecycle --------------------------------------------------------------------------
+    async def run(self, duration_s: float | None = None) -> int:
+        """Run until SIGTERM/SIGINT (or ``duration_s`` wall seconds); returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        # The line itself is the message (not a "%s" template): the repeat limiter keys on the
+        # template and would swallow all but a few of these on-demand lines.
+        loop.add_signal_handler(signal.SIGUSR1, lambda: log.info(self.health_line()))
+        try:
+            mqtt_settings = self.config.mqtt
+            if not mqtt_settings.host:
+                self.broker = EmbeddedBroker(mqtt_settings.port)
+                await self.broker.start()
+                # amqtt speaks MQTT 3.1.1 only (a v5 CONNECT with a will stalls it).
+                mqtt_settings = dataclasses.replace(mqtt_settings, host=self.broker.host,
+                                                    port=self.broker.port, protocol="3.1.1")
+            for w in self.config.wearers:
+                self.wearers[w.name] = WearerRuntime(self, w)
+            self.publisher = MqttPublisher(mqtt_settings, self.config.homeassistant,
+                                           self.wearer_infos(), on_command=self.on_command)
+            publisher_task = loop.create_task(self.publisher.run(), name="mqtt")
+            for rt in self.wearers.values():
+                rt.start()
+            # Ready = config loaded and tasks started; not gated on the broker or the sensors.
+            self.notifier.ready(self.status_line())
+            log.info("slouchd %s running %d wearer(s): %s", __version__, len(self.wearers),
+                     ", ".join(self.wearers) or "none")
+            house = loop.create_task(self._housekeeping(publisher_task), name="housekeeping")
+            stop_wait = loop.create_task(self._stop.wait())
+            await asyncio.wait([stop_wait], timeout=duration_s)
+            stop_wait.cancel()
+            house.cancel()
+            await self._shutdown(publisher_task)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(sig)
+            if self.broker is not None:
+                await self.broker.stop()
+            self.notifier.close()
+        return self.exit_code
+
+    async def _shutdown(self, publisher_task: asyncio.Task[None]) -> None:
+        self.notifier.stopping()
+        log.info("stopping: saving state and publishing offline")
+        await asyncio.gather(*(rt.stop() for rt in self.wearers.values()))
+        if self.publisher is not None:
+            for name in self.wearers:
+                self.publisher.set_availability(name, False)
+            with contextlib.suppress(Exception):
+                await self.publisher.close(timeout_s=3.0)
+        publisher_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await publisher_task
+
+    async def _housekeeping(self, publisher_task: asyncio.Task[None]) -> None:
+        """Status lines, watchdog pings while healthy, dead-task detection, reloads."""
+        wd = self.notifier.watchdog_s
+        ping_every = wd / 2.0 if wd else None
+        last_ping = 0.0
+        last_status = ""
+        while True:
+            await asyncio.sleep(0.25)
+            if self._reload_requested:
+                self._reload_requested = False
+                try:
+                    self.reload()
+                except Exception:  # a reload must never take the watchdog down with it
+                    log.exception("reload failed half-way; restart slouchd to be sure of its state")
+            for rt in list(self.wearers.values()):
+                task = rt.task
+                if task is not None and task.done() and not task.cancelled():
+                    err = task.exception()
+                    if isinstance(err, AdapterWedged):
+                        log.critical("Bluetooth adapter wedged (%s): exiting so systemd restarts us", err)
+                        self.request_stop(EXIT_ADAPTER)
+                        return
+                    log.error("wearer %s task ended unexpectedly (%r); restarting", rt.name, err)
+                    rt.start()
+            healthy = not publisher_task.done()
+            if publisher_task.done() and not publisher_task.cancelled():
+                log.error("MQTT task ended unexpectedly (%r)", publisher_task.exception())
+            status = self.status_line()
+            if status != last_status:
+                self.notifier.status(status)
+                last_status = status
+            now = time.monotonic()
+            if ping_every and healthy and now - last_ping >= ping_every:
+                self.notifier.watchdog()
+                last_ping = now
+
+    def _on_sighup(self) -> None:
+        self._reload_requested = True
+
+    def reload(self) -> None:
+        """Re-read the config: new detection settings apply at once; wearers come and go."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, self.overrides)
+            for w in new.wearers:  # unknown profiles, bad profile files: refuse before changing anything
+                plan_source(w, new)
+        except (ConfigError, OSError, ValueError) as err:
+            log.error("reload refused, keeping the running config: %s", err)
+            self.notifier.ready(self.status_line())
+            return
+        old = self.config
+        self.config = new
+        if new.mqtt != old.mqtt or new.homeassistant != old.homeassistant:
+            log.warning("[mqtt]/[homeassistant] changed: restart slouchd to apply them")
+        new_names = {w.name for w in new.wearers}
+        for name in list(self.wearers):
+            if name not in new_names:
+                log.info("wearer %s removed", name)
+                rt = self.wearers.pop(name)
+                asyncio.get_running_loop().create_task(rt.stop())
+        for w in new.wearers:
+            rt = self.wearers.get(w.name)
+            if rt is None:
+                log.info("wearer %s added", w.name)
+                rt = WearerRuntime(self, w)
+                self.wearers[w.name] = rt
+                rt.start()
+                continue
+            sensor_changed = (w.sensor, w.profile, w.mount, w.speed, w.seed) != (
+                rt.settings.sensor, rt.settings.profile, rt.settings.mount, rt.settings.speed,
+                rt.settings.seed)
+            old_det = old.wearer_detection(rt.settings)
+            new_det = new.wearer_detection(w)
+            # A key changed in the file wins over an earlier change made from Home Assistant.
+            for key in list(rt.overrides):
+                if getattr(old_det, key) != getattr(new_det, key):
+                    del rt.overrides[key]
+            rt.settings = w
+            if sensor_changed:
+                log.info("wearer %s: sensor settings changed; reconnecting", w.name)
+                asyncio.get_running_loop().create_task(self._restart_wearer(rt))
+            rt.tracker.set_detection(rt.detection())
+            if rt.tracker.frame.t_s > 0 and self.publisher is not None:
+                self.publisher.publish_state(rt.name, rt.state_payload(rt.tracker.frame))
+        if self.publisher is not None:
+            self.publisher.set_wearers(self.wearer_infos())
+        log.info("configuration reloaded from %s", self.config_path or "<defaults>")
+        self.notifier.ready(self.status_line())
+
+    async def _restart_wearer(self, rt: WearerRuntime) -> None:
+        if rt.task is not None:
+            rt.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rt.task
+        rt.plan = plan_source(rt.settings, self.config)
+        rt.start()
+
+
+def run_daemon(config: Config, **kwargs: Any) -> int:
+    """Run a :class:`Daemon` in a fresh event loop; returns the exit code."""
+    duration_s = kwargs.pop("duration_s", None)
+    on_exit: Callable[[Daemon], None] | None = kwargs.pop("on_exit", None)
+
+    async def main() -> int:
+        daemon = Daemon(config, **kwargs)
+        code = await daemon.run(duration_s=duration_s)
+        if on_exit is not None:
+            on_exit(daemon)
+        return code
+
+    return asyncio.run(main())

@@ -1,0 +1,329 @@
+"""What the body is doing, per 0.1 s tick: still, moving, walking, or the sensor is not worn.
+
+All features are rolling windows over the tick stream, computed on whole arrays with cumulative
+sums; the last few seconds of inputs are carried between batches so windows span batch edges.
+
+- moving: body acceleration (gravity removed) above ``moving_g``, or a rotation rate above
+  ``moving_dps`` (gyro), or the trunk tilt changing faster than ``turning_dps`` (this one works
+  for accelerometer-only sensors during slow bends such as standing up); held for
+  ``motion_hold_s`` so the angle has settled before anything is judged again.
+- walking: moving, with a periodic acceleration magnitude (autocorrelation peak at a step or
+  stride period of 0.3-1.2 s).
+- lifeless: the tilt wobbles less than ``micro_motion_deg`` RMS over ``not_worn_s``. A worn
+  sensor always moves a little (breathing, heartbeat, small shifts); one on a desk does not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from slouchd.posture.filters import SCALAR_MAX_TICKS
+from slouchd.posture.settings import ActivitySettings
+
+WALK_WINDOW_S = 3.0
+"""Window for the step-periodicity test, seconds: a few steps at any walking pace."""
+WALK_LAGS_S = (0.3, 1.2)
+"""Step (about 0.5 s) and stride (about 1 s) periods looked for, seconds."""
+WALK_MIN_CORR = 0.5
+"""Normalised autocorrelation that counts as periodic."""
+SHORT_WINDOW_S = 2.0
+"""Window that decides the sensor is alive again, and that a calibration must be still for, seconds."""
+SMOOTH_S = 1.5
+"""Tilt is averaged over this long before its wobble is measured, so sensor noise does not look alive."""
+WALK_CONFIRM_S = 1.0
+"""The gait must stay periodic this long to count as walking, seconds."""
+NOISE_MARGIN = 2.0
+"""The lifeless limit is at least this many times the wobble that sensor noise alone would give."""
+
+
+def _rolling_mean(x: np.ndarray, w: int) -> np.ndarray:
+    """Trailing mean over ``w`` samples along axis 0 (shorter at the start)."""
+    c = np.cumsum(x, axis=0)
+    c = np.concatenate((np.zeros((1, *x.shape[1:])), c))
+    idx = np.arange(1, x.shape[0] + 1)
+    lo = np.maximum(idx - w, 0)
+    n = (idx - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    return (c[idx] - c[lo]) / n
+
+
+def _tail_mean(x: np.ndarray, w: int, n: int) -> np.ndarray:
+    """Trailing mean over ``w`` rows for the last ``n`` rows of ``x`` (windows shorter at the start)."""
+    return _rolling_mean(x[max(0, x.shape[0] - n - w + 1):], w)[-n:]
+
+
+def _tail_max(x: np.ndarray, w: int, n: int) -> np.ndarray:
+    """Trailing maximum over ``w`` rows for the last ``n`` rows of a bool array ``x``."""
+    if w <= 1:
+        return x[-n:]
+    part = x[max(0, x.shape[0] - n - w + 1):]
+    padded = np.concatenate((np.zeros(w - 1, dtype=x.dtype), part))
+    return sliding_window_view(padded, w).max(axis=1)[-n:]
+
+
+def wobble_deg(g: np.ndarray, w: int) -> np.ndarray:
+    """Trailing RMS angular spread of unit vectors ``g`` (n, 3) over ``w`` ticks, degrees."""
+    m = _rolling_mean(g, w)
+    var = np.clip(1.0 - np.sum(m * m, axis=1), 0.0, None)
+    return np.degrees(np.sqrt(var))
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFeatures:
+    """Per-tick activity features (arrays of the batch's tick count)."""
+
+    moving: np.ndarray
+    walking: np.ndarray
+    lifeless: np.ndarray
+    alive: np.ndarray
+    steady: np.ndarray
+    mean_g: np.ndarray
+
+
+class ActivityClassifier:
+    """Rolling activity features over consecutive ticks, history carried across batches."""
+
+    def __init__(self, settings: ActivitySettings, tick_s: float) -> None:
+        self.settings = settings
+        self.tick_s = tick_s
+        self.w_hold = max(1, round(settings.motion_hold_s / tick_s) + 1)
+        self.w_short = max(2, round(SHORT_WINDOW_S / tick_s))
+        self.w_long = max(self.w_short, round(settings.not_worn_s / tick_s))
+        self.w_walk = round(WALK_WINDOW_S / tick_s)
+        self.w_smooth = max(1, round(SMOOTH_S / tick_s))
+        self.w_conf = max(1, round(WALK_CONFIRM_S / tick_s))
+        self.lags = range(round(WALK_LAGS_S[0] / tick_s), round(WALK_LAGS_S[1] / tick_s) + 1)
+        self._lag_lo = self.lags.start
+        self._lag_hi = min(self.lags.stop, self.w_walk)  # lags of a whole window or more are skipped
+        # Enough history that every window (including windows of smoothed values) spans batch edges.
+        self.keep = max(self.w_long, self.w_walk, self.w_smooth, self.w_hold, self.w_conf) + 10
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (after a gap): windows refill before they can judge."""
+        # The last ``keep`` ticks, one deque per scalar so the per-tick path appends and sums
+        # windows without building arrays: unit gravity and smoothed tilt (x, y, z each), body
+        # motion (g), acceleration magnitude (g), raw motion and gait periodicity flags.
+        k = self.keep
+        self._gx, self._gy, self._gz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
+        self._sx, self._sy, self._sz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
+        self._dyn: deque[float] = deque(maxlen=k)
+        self._mag: deque[float] = deque(maxlen=k)
+        self._raw_moving: deque[bool] = deque(maxlen=k)
+        self._periodic: deque[bool] = deque(maxlen=k)
+        # After a whole-array update the history is kept as its arrays instead (g, smooth, dyn,
+        # mag, raw moving, periodic), so replay's consecutive big calls do not convert back and
+        # forth; the deques are refilled from them when a small call comes.
+        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._seen = 0
+
+    def update(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
+               gyro_mag_dps: np.ndarray | None, samples_per_tick: float) -> ActivityFeatures:
+        """Features for new consecutive ticks: ``g`` unit gravity (n, 3) from the accelerometer,
+        ``dyn_g`` body-motion RMS (g), ``amag_g`` mean acceleration magnitude (g), ``gyro_mag_dps``
+        bias-free rotation rate (deg/s) or None, ``samples_per_tick`` the sample rate times the tick.
+
+        Only the windows ending at the new ticks are computed (from the carried history), so the
+        cost per call does not grow with the history and any batch split gives the same result."""
+        n = g.shape[0]
+        if n <= SCALAR_MAX_TICKS:
+            # One by one in float maths: the same features without some forty numpy calls per tick.
+            return self._update_scalar(g, dyn_g, amag_g, gyro_mag_dps, samples_per_tick)
+        s = self.settings
+        seen = self._seen + np.arange(1, n + 1)  # ticks since the last reset, per new tick
+        if self._arrays is None:
+            self._arrays = (_history(self._gx, self._gy, self._gz), _history(self._sx, self._sy, self._sz),
+                            np.array(self._dyn, dtype=float), np.array(self._mag, dtype=float),
+                            np.array(self._raw_moving, dtype=bool), np.array(self._periodic, dtype=bool))
+        g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist = self._arrays
+        g_all = np.concatenate((g_hist, g))
+        dyn_all = np.concatenate((dyn_hist, dyn_g))
+        mag_all = np.concatenate((mag_hist, amag_g))
+        # Tilt rate: angle between this tick's gravity and the one 0.5 s earlier, deg/s.
+        lag = max(1, round(0.5 / self.tick_s))
+        cur = g_all[-n:]
+        prev = np.concatenate((np.repeat(g_all[:1], lag, axis=0), g_all))[-n - lag:-lag]
+        turn = np.degrees(np.arccos(np.clip(np.sum(cur * prev, axis=1), -1, 1))) / (lag * self.tick_s)
+        raw = (_tail_mean(dyn_all, 3, n) > s.moving_g) | (turn > s.turning_dps)
+        if gyro_mag_dps is not None:
+            raw |= gyro_mag_dps > s.moving_dps
+        raw_all = np.concatenate((raw_hist, raw))
+        moving = _tail_max(raw_all, self.w_hold, n)
+
+        # Walking: periodic magnitude over the last WALK_WINDOW_S, confirmed for WALK_CONFIRM_S.
+        periodic = np.zeros(n, dtype=bool)
+        full_walk = seen >= self.w_walk
+        if full_walk.any():
+            m = int(full_walk.sum())
+            win = sliding_window_view(mag_all[-(m + self.w_walk - 1):], self.w_walk)
+            win = win - win.mean(axis=1, keepdims=True)
+            energy = np.sum(win * win, axis=1) + 1e-12
+            best = np.zeros(m)
+            for lag_i in self.lags:
+                if lag_i >= self.w_walk:
+                    break
+                c = np.sum(win[:, lag_i:] * win[:, :-lag_i], axis=1) / energy
+                np.maximum(best, c, out=best)
+            periodic[n - m:] = best > WALK_MIN_CORR
+        periodic_all = np.concatenate((periodic_hist, periodic))
+        confirmed = ~_tail_max(~periodic_all, self.w_conf, n)
+        walking = confirmed & moving & (_tail_mean(dyn_all, self.w_walk, n) > s.moving_g)
+
+        smooth = _tail_mean(g_all, self.w_smooth, n)
+        smooth /= np.maximum(np.linalg.norm(smooth, axis=1), 1e-9)[:, None]
+        smooth_all = np.concatenate((smooth_hist, smooth))
+        wob_long = wobble_deg(smooth_all[-(n + self.w_long - 1):], self.w_long)[-n:]
+        # Sensor noise alone makes the smoothed tilt wobble by about sigma*sqrt(2/N) rad
+        # (N samples averaged, sigma per axis ~ dyn_g / sqrt(3)): never call that alive.
+        n_avg = max(1.0, samples_per_tick * self.w_smooth)
+        noise_deg = np.degrees(_tail_mean(dyn_all, self.w_long, n) * np.sqrt(2.0 / 3.0 / n_avg))
+        limit = np.maximum(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
+        any_motion = _tail_max(raw_all, self.w_long, n)
+        lifeless = (seen >= self.w_long) & (wob_long < limit) & ~any_motion
+        wob_short = wobble_deg(smooth_all[-(n + self.w_short - 1):], self.w_short)[-n:]
+        alive = (wob_short > 2 * limit) | moving
+        steady = (seen >= self.w_short) & ~_tail_max(raw_all, self.w_short, n)
+        mean_g = _tail_mean(g_all, self.w_short, n)
+
+        k = self.keep
+        self._arrays = (g_all[-k:], smooth_all[-k:], dyn_all[-k:], mag_all[-k:], raw_all[-k:],
+                        periodic_all[-k:])
+        self._seen += n
+        return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
+
+    def _update_scalar(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
+                       gyro_mag_dps: np.ndarray | None, samples_per_tick: float) -> ActivityFeatures:
+        """:meth:`update` one tick at a time in float maths: the same windows and formulas
+        (windows are shorter right after a reset, exactly as the array path's)."""
+        if self._arrays is not None:
+            self._refill_deques(self._arrays)
+            self._arrays = None
+        n = g.shape[0]
+        moving = np.zeros(n, dtype=bool)
+        walking = np.zeros(n, dtype=bool)
+        lifeless = np.zeros(n, dtype=bool)
+        alive = np.zeros(n, dtype=bool)
+        steady = np.zeros(n, dtype=bool)
+        mean_g = np.empty((n, 3))
+        rows = g.tolist()
+        dyns = dyn_g.tolist()
+        mags = amag_g.tolist()
+        gyros = None if gyro_mag_dps is None else gyro_mag_dps.tolist()
+        noise_k = math.sqrt(2.0 / 3.0 / max(1.0, samples_per_tick * self.w_smooth))
+        for i in range(n):
+            f = self._step(rows[i], dyns[i], mags[i], None if gyros is None else gyros[i], noise_k)
+            moving[i], walking[i], lifeless[i], alive[i], steady[i], mean_g[i] = f
+        return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
+
+    def _refill_deques(self, arrays: tuple[np.ndarray, ...]) -> None:
+        """Make the per-tick deques hold the history kept as arrays by the last big update."""
+        g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist = arrays
+        for dq, col in zip((self._gx, self._gy, self._gz, self._sx, self._sy, self._sz),
+                           (*g_hist.T, *smooth_hist.T), strict=True):
+            dq.clear()
+            dq.extend(col.tolist())
+        for dq, arr in ((self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
+                        (self._periodic, periodic_hist)):
+            dq.clear()
+            dq.extend(arr.tolist())
+
+    def _step(self, g: list[float], dyn: float, mag: float, gyro_mag: float | None,
+              noise_k: float) -> tuple[bool, bool, bool, bool, bool, tuple[float, float, float]]:
+        """One new tick: unit gravity ``g`` (x, y, z), body motion ``dyn`` (g), magnitude ``mag`` (g),
+        rotation rate ``gyro_mag`` (deg/s) or None; ``noise_k`` = sqrt(2/3/samples averaged)."""
+        s = self.settings
+        gx, gy, gz, dq = self._gx, self._gy, self._gz, self._dyn
+        gx.append(g[0])
+        gy.append(g[1])
+        gz.append(g[2])
+        dq.append(dyn)
+        self._mag.append(mag)
+        self._seen += 1
+        seen = self._seen
+        avail = len(dq)
+        # Tilt rate against the tick 0.5 s earlier (the oldest one right after a reset), deg/s.
+        lag = max(1, round(0.5 / self.tick_s))
+        j = avail - 1 - lag if avail > lag else 0
+        dot = g[0] * gx[j] + g[1] * gy[j] + g[2] * gz[j]
+        # numpy's arccos (not math.acos, which can differ in the last bit) as in the array path.
+        turn = math.degrees(float(np.arccos(max(-1.0, min(1.0, dot))))) / (lag * self.tick_s)
+        raw = (_mean(dq, 3) > s.moving_g) or (turn > s.turning_dps)
+        if gyro_mag is not None:
+            raw = raw or gyro_mag > s.moving_dps
+        rq = self._raw_moving
+        rq.append(raw)
+        moving = _any(rq, self.w_hold)
+
+        periodic = False
+        ww = self.w_walk
+        if seen >= ww:
+            win = np.fromiter(_tail(self._mag, ww), dtype=float, count=ww)
+            win = win - win.mean()
+            # Every lag's sum of products in one call: corr[ww - 1 + lag] pairs win[i + lag] with
+            # win[i]. The sums may differ from the array path's in the last bit: they are only
+            # compared with WALK_MIN_CORR.
+            corr = np.correlate(win, win, "full")
+            energy = float(corr[ww - 1]) + 1e-12
+            lags = corr[ww - 1 + self._lag_lo:ww - 1 + self._lag_hi]
+            periodic = lags.size > 0 and max(0.0, float(lags.max())) / energy > WALK_MIN_CORR
+        pq = self._periodic
+        pq.append(periodic)
+        confirmed = False not in _tail(pq, self.w_conf)
+        walking = confirmed and moving and _mean(dq, ww) > s.moving_g
+
+        w = self.w_smooth
+        mx, my, mz = _mean(gx, w), _mean(gy, w), _mean(gz, w)
+        norm = max(math.sqrt(mx * mx + my * my + mz * mz), 1e-9)
+        sx, sy, sz = self._sx, self._sy, self._sz
+        sx.append(mx / norm)
+        sy.append(my / norm)
+        sz.append(mz / norm)
+        wob_long = _wobble(sx, sy, sz, self.w_long)
+        noise_deg = math.degrees(_mean(dq, self.w_long) * noise_k)
+        limit = max(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
+        lifeless = seen >= self.w_long and wob_long < limit and not _any(rq, self.w_long)
+        alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving
+        steady = seen >= self.w_short and not _any(rq, self.w_short)
+        ws = self.w_short
+        return moving, walking, lifeless, alive, steady, (_mean(gx, ws), _mean(gy, ws), _mean(gz, ws))
+
+
+def _history(x: deque[float], y: deque[float], z: deque[float]) -> np.ndarray:
+    """Carried (x, y, z) deques as an (n, 3) array."""
+    return np.array([x, y, z], dtype=float).T.reshape(-1, 3)
+
+
+def _tail(d: deque, w: int) -> Iterable:
+    """The last ``w`` items of ``d`` in order (all of them when there are fewer)."""
+    n = len(d)
+    if w >= n:
+        return d
+    if 4 * w < n:
+        # Short window at the end of a long history: walk back instead of skipping from the front.
+        items = list(islice(reversed(d), w))
+        items.reverse()
+        return items
+    return islice(d, n - w, None)
+
+
+def _mean(d: deque[float], w: int) -> float:
+    """Mean of the last ``w`` values of ``d`` (fewer right after a reset), summed in order as
+    the array path's cumulative sums do."""
+    return sum(_tail(d, w)) / min(w, len(d))
+
+
+def _any(d: deque[bool], w: int) -> bool:
+    """Whether any of the last ``w`` flags is set."""
+    return True in islice(reversed(d), w)
+
+
+def _wobble(x: deque[float], y: deque[float], z: deque[float], w: int) -> float:
+    """:func:`wobble_deg` of the last ``w`` unit vectors held as three deques, degrees."""
+    mx, my, mz = _mean(x, w), _mean(y, w), _mean(z, w)
+    return math.degrees(math.sqrt(max(1.0 - (mx * mx + my * my + mz * mz), 0.0)))

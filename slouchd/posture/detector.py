@@ -1,0 +1,132 @@
+"""The slouch state machine: when forward flexion becomes an alert, and when a slouch ends.
+
+Called once per 0.1 s tick with the calibrated flexion and what the body is doing.
+
+- A slouch starts when still and flexion >= ``threshold_deg``; it ends when flexion falls below
+  ``threshold_deg - hysteresis_deg`` while still, when the sensor is not worn or the data stops,
+  or after ``motion_reset_s`` of continuous motion (standing up, walking away).
+- Motion shorter than that (a reach for a cup, shifting in the chair) only *pauses* the slouch
+  clock: the angle is not trusted while moving, but a slouch is not forgiven by a quick reach.
+- The first alert comes when the slouch clock reaches ``dwell_s``, then every ``repeat_s`` with
+  the level rising by one up to ``max_level``.
+- Cumulative mode (after exo-pos): the clock fills while slouched and drains at the same rate while
+  sitting upright, so brief corrections do not reset it; levels restart once it has drained
+  below ``dwell_s``.
+- A ``slouch_end`` event is emitted for every slouch that reached its first alert (whether or not
+  the alert was delivered: tracking mode, quiet hours and snooze silence alerts, not statistics).
+"""
+
+from __future__ import annotations
+
+from slouchd.model import Event, EventKind
+from slouchd.posture.settings import DetectionSettings
+
+STILL, MOVING, OFF = 0, 1, 2
+"""What the tracker tells the detector about a tick: usable, moving (paused), or no usable data."""
+
+
+class SlouchDetector:
+    """Slouch episodes, alert scheduling and escalation for one wearer."""
+
+    def __init__(self, settings: DetectionSettings, motion_reset_s: float, credit_max_s: float = 2.0) -> None:
+        self.settings = settings
+        self.motion_reset_s = motion_reset_s
+        self.credit_max_s = credit_max_s
+        self.active = False
+        self.t_start = 0.0
+        self.slouch_s = 0.0
+        self.exposure_s = 0.0
+        self.level = 1
+        self.next_alert_s = settings.dwell_s
+        self.max_flexion = 0.0
+        self.alerts_due = 0
+        self.motion_s = 0.0
+        self.moving_over_s = 0.0
+        self.since_alert_s = 0.0
+
+    def set_settings(self, settings: DetectionSettings) -> None:
+        """New thresholds apply from the next tick; a running slouch keeps its clock."""
+        self.settings = settings
+        if self.alerts_due == 0:
+            self.next_alert_s = settings.dwell_s
+
+    @property
+    def clock_s(self) -> float:
+        """The slouch clock compared with the dwell: continuous slouch time, or the exposure, seconds."""
+        return self.exposure_s if self.settings.cumulative else self.slouch_s
+
+    def end(self, t_s: float, out: list[Event]) -> None:
+        """Close the running slouch (if any)."""
+        if self.active:
+            if self.alerts_due:
+                out.append(Event(t_s, EventKind.SLOUCH_END, {
+                    "duration_s": round(t_s - self.t_start, 1),
+                    "max_flexion_deg": round(self.max_flexion, 1)}))
+            self.active = False
+            self.slouch_s = 0.0
+            if not self.settings.cumulative:
+                self.alerts_due = 0
+                self.level = 1
+                self.next_alert_s = self.settings.dwell_s
+
+    def step(self, t_s: float, dt_s: float, flexion_deg: float, state: int, may_alert: bool,
+             out: list[Event]) -> None:
+        """Advance one tick ending at ``t_s`` lasting ``dt_s``; events are appended to ``out``."""
+        s = self.settings
+        if state == OFF:
+            self.end(t_s, out)
+            self.motion_s = 0.0
+            self.moving_over_s = 0.0
+            return
+        limit = s.threshold_deg - s.hysteresis_deg if self.active else s.threshold_deg
+        if state == MOVING:
+            self.motion_s += dt_s
+            # Motion that ends in a slouch is part of it (sitting down into a slump): keep the
+            # trailing stretch spent above the limit, credited only if the slouch follows.
+            self.moving_over_s = self.moving_over_s + dt_s if flexion_deg >= limit else 0.0
+            if self.motion_s >= self.motion_reset_s:
+                self.end(t_s, out)
+                self.moving_over_s = 0.0
+            return
+        self.motion_s = 0.0
+        # Only a slouch that starts right after motion gets the motion's tail back, and no more
+        # than the motion hold delayed it; pauses inside a slouch stay pauses.
+        credit = 0.0 if self.active else min(self.moving_over_s, self.credit_max_s)
+        self.moving_over_s = 0.0
+        if flexion_deg >= limit:
+            if not self.active:
+                self.active = True
+                self.t_start = t_s - dt_s - credit
+                self.slouch_s = 0.0
+                self.max_flexion = flexion_deg
+            self.slouch_s += dt_s + credit
+            if s.cumulative:
+                # Exposure fills while slouched (capped, so a long slouch is forgiven after
+                # dwell_s + repeat_s of good posture); repeats count slouched time since the last alert.
+                self.exposure_s = min(self.exposure_s + dt_s + credit, s.dwell_s + s.repeat_s)
+                if self.alerts_due:
+                    self.since_alert_s += dt_s + credit
+                    due = self.since_alert_s >= s.repeat_s - 1e-6
+                else:
+                    due = self.exposure_s >= s.dwell_s - 1e-6
+                clock = self.exposure_s
+            else:
+                clock = self.slouch_s
+                due = clock >= self.next_alert_s - 1e-6
+            if due:
+                self.alerts_due += 1
+                self.since_alert_s = 0.0
+                if may_alert:
+                    out.append(Event(t_s, EventKind.SLOUCH_ALERT, {
+                        "level": self.level, "flexion_deg": round(flexion_deg, 1),
+                        "slouch_s": round(clock, 1)}))
+                self.level = min(self.level + 1, s.max_level)
+                self.next_alert_s += s.repeat_s
+        else:
+            self.end(t_s, out)
+            if s.cumulative and self.exposure_s > 0.0:
+                self.exposure_s = max(0.0, self.exposure_s - dt_s)
+                if self.exposure_s < s.dwell_s and self.alerts_due:
+                    self.alerts_due = 0
+                    self.level = 1
+                    self.next_alert_s = s.dwell_s

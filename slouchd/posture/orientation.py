@@ -1,0 +1,324 @@
+"""Where gravity points in the sensor frame, and the calibrated flexion / lateral angles from it.
+
+Conventions (sensor frame, unit vectors): ``up`` is the gravity reading while the wearer sits
+upright (the calibration), ``forward`` the direction the chest faces, ``right`` = forward x up.
+When the trunk flexes forward by theta, gravity seen from the trunk tips backward:
+``g . forward = -sin(theta)``; leaning right by phi gives ``g . right = -sin(phi)``. Hence
+
+    flexion_deg = atan2(-g.forward, g.up)      (+ = forward, sagittal plane only)
+    lateral_deg = atan2(-g.right, hypot(g.forward, g.up))   (+ = toward the wearer's right)
+
+Leaning back gives negative flexion and leaning sideways changes only the lateral angle, so
+neither is a slouch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slouchd.model import Mount
+from slouchd.posture.filters import SCALAR_MAX_TICKS
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """Normalise vectors along the last axis (zero vectors stay zero)."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, n, out=np.zeros_like(v, dtype=float), where=n > 0)
+
+
+def orthogonal_forward(forward: np.ndarray, up: np.ndarray) -> np.ndarray | None:
+    """``forward`` made perpendicular to ``up`` and unit length; None if they are nearly parallel."""
+    f = np.asarray(forward, float) - np.dot(forward, up) * np.asarray(up, float)
+    n = float(np.linalg.norm(f))
+    return None if n < 0.2 else f / n
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The upright reference of one wearer: a value that can be saved, restored and sent over MQTT.
+
+    Attributes:
+        up: unit gravity reading in the sensor frame while upright, (x, y, z).
+        forward: unit forward (chest-facing) axis in the sensor frame, perpendicular to ``up``;
+            None while unknown (flexion is then the unsigned tilt and lateral is not reported).
+        t_s: sample-clock time the reference was taken, seconds.
+        source: how the upright reference was taken: ``requested``, ``auto`` or ``restored``.
+        axis_source: where ``forward`` came from: ``mount``, ``learned``, ``two_pose`` or ``none``.
+    """
+
+    up: tuple[float, float, float]
+    forward: tuple[float, float, float] | None = None
+    t_s: float = 0.0
+    source: str = "requested"
+    axis_source: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "up": [round(x, 6) for x in self.up],
+            "forward": None if self.forward is None else [round(x, 6) for x in self.forward],
+            "t": round(self.t_s, 3),
+            "source": self.source,
+            "axis_source": self.axis_source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """Rebuild from :meth:`to_dict` output. Raises ValueError on anything malformed."""
+        try:
+            up = unit(np.asarray(d["up"], dtype=float))
+            if up.shape != (3,) or not np.all(np.isfinite(up)) or not np.any(up):
+                raise ValueError("up must be three finite numbers, not all zero")
+            fwd = None
+            if d.get("forward") is not None:
+                f = orthogonal_forward(np.asarray(d["forward"], dtype=float), up)
+                if f is None:
+                    raise ValueError("forward must not be parallel to up")
+                fwd = tuple(float(x) for x in f)
+            return cls(tuple(float(x) for x in up), fwd, float(d.get("t", 0.0)),  # type: ignore[arg-type]
+                       str(d.get("source", "restored")), str(d.get("axis_source", "none")))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"calibration: {err}") from None
+
+    def with_forward(self, forward: np.ndarray | None, axis_source: str) -> Calibration:
+        f = None if forward is None else orthogonal_forward(forward, np.asarray(self.up))
+        return Calibration(self.up, None if f is None else tuple(float(x) for x in f),  # type: ignore[arg-type]
+                           self.t_s, self.source, axis_source if f is not None else "none")
+
+
+def forward_from_mount(mount: Mount) -> np.ndarray:
+    """The forward axis a mount declares: opposite to the axis pointing out of the back."""
+    return -mount.out_vector
+
+
+def forward_from_two_poses(up: np.ndarray, bent: np.ndarray) -> np.ndarray | None:
+    """Forward axis from an upright and a deliberate forward-bent gravity reading (two-pose).
+
+    Bending forward moves gravity toward -forward, so forward is the part of (up - bent) that is
+    perpendicular to up. None when the two readings are too close to tell (< ~5 degrees).
+    """
+    up = unit(np.asarray(up, float))
+    d = up - unit(np.asarray(bent, float))
+    d = d - np.dot(d, up) * up
+    n = float(np.linalg.norm(d))
+    return None if n < math.sin(math.radians(5)) else d / n
+
+
+@functools.lru_cache(maxsize=8)
+def _axes(up: tuple[float, float, float], forward: tuple[float, float, float] | None
+          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``up``, ``forward`` and ``right = forward x up`` as arrays, computed once per calibration
+    (``np.cross`` alone used to cost more than the rest of a live tick's angles)."""
+    u = np.asarray(up)
+    if forward is None:
+        return u, None, None
+    f = np.asarray(forward)
+    return u, f, np.cross(f, u)
+
+
+def angles(g: np.ndarray, cal: Calibration) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Flexion, lateral lean and total tilt from calibrated upright (degrees) for gravity ``g`` (n, 3).
+
+    Without a forward axis, flexion is the unsigned tilt and lateral is None.
+    """
+    up, fwd, right = _axes(cal.up, cal.forward)
+    gu = g @ up
+    tilt = np.degrees(np.arccos(np.clip(gu / np.maximum(np.linalg.norm(g, axis=1), 1e-9), -1, 1)))
+    if fwd is None or right is None:
+        return tilt, None, tilt
+    gf = g @ fwd
+    gr = g @ right
+    flexion = np.degrees(np.arctan2(-gf, gu))
+    lateral = np.degrees(np.arctan2(-gr, np.hypot(gf, gu)))
+    return flexion, lateral, tilt
+
+
+BIAS_STEADY_DPS = 0.8
+"""Gyro bias is learned only while the accelerometer's direction turns slower than this, deg/s."""
+BIAS_BASELINE_TICKS = 5
+"""...measured over this many ticks, so accelerometer noise does not look like turning."""
+
+
+class OrientationFilter:
+    """Gravity direction in the sensor frame, one estimate per tick.
+
+    With a gyroscope it is a complementary filter: the estimate is rotated by the measured rate
+    (gyro bias learned while still) and pulled toward the accelerometer with time constant
+    ``tau_s``, except when the accelerometer is rejected (its magnitude is off 1 g or the body is
+    accelerating), as in Fusion's acceleration rejection; a recovery timeout stops the filter from
+    trusting a drifting gyro forever. Without a gyroscope the estimate follows the low-passed
+    accelerometer and holds during rejected (accelerating) ticks, with the same recovery.
+    """
+
+    def __init__(self, tick_s: float, tau_gyro_s: float = 1.0, tau_acc_s: float = 0.4,
+                 reject_g: float = 0.1, recovery_s: float = 3.0) -> None:
+        self.tick_s = tick_s
+        self.k_gyro = tick_s / tau_gyro_s
+        self.k_acc = tick_s / tau_acc_s
+        self.reject_g = reject_g
+        self.recovery_ticks = round(recovery_s / tick_s)
+        self._cos_steady = math.cos(math.radians(BIAS_STEADY_DPS * tick_s * BIAS_BASELINE_TICKS))
+        self.g: list[float] | None = None
+        self.bias = [0.0, 0.0, 0.0]
+        self._rejected = 0
+        self._prev_a: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the estimate (after a gap): the next tick starts from the accelerometer."""
+        self.g = None
+        self._rejected = 0
+        self._prev_a = None
+
+    def run(self, grav_g: np.ndarray, dyn_g: np.ndarray, gyro_dps: np.ndarray | None,
+            moving_g: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """Estimates for consecutive ticks. ``grav_g`` (n, 3) low-passed acceleration in g, ``dyn_g``
+        (n,) body-motion RMS in g, ``gyro_dps`` (n, 3) mean rate or None. Returns unit gravity
+        vectors (n, 3) and the bias-free rotation rate magnitude per tick (deg/s) or None."""
+        n = grav_g.shape[0]
+        out = np.empty((n, 3))
+        rate_mag = None if gyro_dps is None else np.empty(n)
+        to_dps = math.degrees(1.0) / self.tick_s
+        if n <= SCALAR_MAX_TICKS:
+            a_unit, accept, steady = self._prepare_scalar(grav_g, dyn_g, moving_g)
+        else:
+            a_unit, accept, steady = self._prepare(grav_g, dyn_g, moving_g)
+        dyn = dyn_g.tolist()
+        rates = None if gyro_dps is None else (np.radians(gyro_dps) * self.tick_s).tolist()
+        g = self.g
+        bias = self.bias
+        k_gyro, k_acc = self.k_gyro, self.k_acc
+        beta = 0.02  # gyro bias learning per still tick (time constant 5 s)
+        for i in range(n):
+            a = a_unit[i]
+            if g is None:
+                g = list(a)
+                out[i] = g
+                if rate_mag is not None:
+                    rate_mag[i] = 0.0
+                continue
+            if rates is not None:
+                wx, wy, wz = rates[i]
+                if accept[i] and dyn[i] < 0.5 * moving_g and steady[i]:
+                    # Still: what the gyro reads is bias (radians per tick here).
+                    bias[0] += beta * (wx - bias[0])
+                    bias[1] += beta * (wy - bias[1])
+                    bias[2] += beta * (wz - bias[2])
+                wx -= bias[0]
+                wy -= bias[1]
+                wz -= bias[2]
+                rate_mag[i] = math.sqrt(wx * wx + wy * wy + wz * wz) * to_dps  # type: ignore[index]
+                gx, gy, gz = g
+                # A world-fixed vector seen from a sensor turning at w moves as dg/dt = g x w.
+                g = [gx + gy * wz - gz * wy, gy + gz * wx - gx * wz, gz + gx * wy - gy * wx]
+                k = k_gyro
+            else:
+                k = k_acc
+            if accept[i]:
+                self._rejected = 0
+            else:
+                self._rejected += 1
+                k = 0.0 if self._rejected < self.recovery_ticks else k
+            gx = g[0] + k * (a[0] - g[0])
+            gy = g[1] + k * (a[1] - g[1])
+            gz = g[2] + k * (a[2] - g[2])
+            norm = math.sqrt(gx * gx + gy * gy + gz * gz) or 1.0
+            g = [gx / norm, gy / norm, gz / norm]
+            out[i] = g
+        self.g = g
+        return out, rate_mag
+
+    def _prepare(self, grav_g: np.ndarray, dyn_g: np.ndarray,
+                 moving_g: float) -> tuple[list[list[float]], list[bool], list[bool]]:
+        """Per tick: the accelerometer's unit direction, whether it is trusted, and whether it is
+        steady enough to learn gyro bias from (whole arrays)."""
+        n = grav_g.shape[0]
+        mag = np.linalg.norm(grav_g, axis=1)
+        a_unit = (grav_g / np.maximum(mag, 1e-9)[:, None]).tolist()
+        accept = ((np.abs(mag - 1.0) < self.reject_g) & (dyn_g < 2 * moving_g)).tolist()
+        # The accelerometer's direction barely changes between ticks: a slow bend (a slouch
+        # creeping in) must not be learned as gyro bias.
+        lag = BIAS_BASELINE_TICKS
+        hist = np.repeat(grav_g[:1], lag, axis=0) if self._prev_a is None else self._prev_a
+        both = np.concatenate((hist, grav_g))
+        prev = both[:n]
+        cos_step = np.sum(grav_g * prev, axis=1) / np.maximum(mag * np.linalg.norm(prev, axis=1), 1e-9)
+        steady = (cos_step > self._cos_steady).tolist()
+        if n:
+            self._prev_a = both[-lag:].copy()
+        return a_unit, accept, steady
+
+    def _prepare_scalar(self, grav_g: np.ndarray, dyn_g: np.ndarray,
+                        moving_g: float) -> tuple[list[list[float]], list[bool], list[bool]]:
+        """:meth:`_prepare` for a few ticks in float maths (the same operations, in the same order)."""
+        rows = grav_g.tolist()
+        dyn = dyn_g.tolist()
+        lag = BIAS_BASELINE_TICKS
+        hist = [rows[0]] * lag if self._prev_a is None else self._prev_a.tolist()
+        both = hist + rows
+        a_unit, accept, steady = [], [], []
+        for i, (x, y, z) in enumerate(rows):
+            mag = math.sqrt(x * x + y * y + z * z)
+            m = max(mag, 1e-9)
+            a_unit.append([x / m, y / m, z / m])
+            accept.append(abs(mag - 1.0) < self.reject_g and dyn[i] < 2 * moving_g)
+            px, py, pz = both[i]
+            cos_step = (x * px + y * py + z * pz) / max(mag * math.sqrt(px * px + py * py + pz * pz), 1e-9)
+            steady.append(cos_step > self._cos_steady)
+        if rows:
+            self._prev_a = np.array(both[-lag:])
+        return a_unit, accept, steady
+
+
+class AxisLearner:
+    """Learns the forward (sagittal) axis when the mount is unknown, from the bends the wearer makes.
+
+    Tilts away from upright are collected while still; people bend forward-back far more than
+    sideways, so the principal direction of the tilts is sagittal. The sign comes from the
+    asymmetry: forward bends (slouching, reaching down, standing up) go further than leaning
+    back, so the skew of the tilts along the axis points backward.
+    """
+
+    def __init__(self, min_tilt_deg: float = 6.0, max_tilt_deg: float = 70.0, min_ticks: int = 600,
+                 min_ratio: float = 3.0) -> None:
+        self.lo = math.sin(math.radians(min_tilt_deg))
+        self.hi = math.sin(math.radians(max_tilt_deg))
+        self.min_ticks = min_ticks
+        self.min_ratio = min_ratio
+        self._scatter = np.zeros((3, 3))
+        self._third: list[np.ndarray] = []
+        self._n = 0
+
+    def reset(self) -> None:
+        self.__init__(min_ticks=self.min_ticks, min_ratio=self.min_ratio)  # type: ignore[misc]
+
+    def add(self, g: np.ndarray, up: np.ndarray) -> None:
+        """Collect the tangential part of still gravity readings ``g`` (n, 3) relative to ``up``."""
+        d = g - (g @ up)[:, None] * up[None, :]
+        s = np.linalg.norm(d, axis=1)
+        d = d[(s > self.lo) & (s < self.hi)]
+        if d.shape[0]:
+            self._scatter += d.T @ d
+            self._third.append(d)
+            self._n += d.shape[0]
+
+    def propose(self, up: np.ndarray) -> np.ndarray | None:
+        """The forward axis once there is enough evidence, else None."""
+        if self._n < self.min_ticks:
+            return None
+        w, v = np.linalg.eigh(self._scatter)
+        # eigh sorts ascending; the smallest eigenvalue belongs to ``up`` itself (no tangential part).
+        main, minor = v[:, 2], w[1]
+        if w[2] < self.min_ratio * max(minor, 1e-12):
+            return None
+        d = np.concatenate(self._third[-200:])
+        p = d @ main
+        skew = float(np.mean(p ** 3))
+        if abs(skew) < 1e-9:
+            return None
+        # Forward bends give g . forward < 0, so the long tail lies along -forward.
+        fwd = main if skew < 0 else -main
+        return orthogonal_forward(fwd, up)

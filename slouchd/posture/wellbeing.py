@@ -1,0 +1,190 @@
+"""Sitting time, break reminders and the day's totals, plus the local wall clock they run on.
+
+A *break* is ``break_min_s`` of being up and about: walking or moving, where still moments
+shorter than ``BREAK_GRACE_S`` (waiting for the kettle) do not interrupt it. Standing still
+cannot be told from sitting still by one sensor on the upper back, so it does not count. Not
+wearing the sensor (or no data) for ``break_min_s`` also counts as a break: the wearer is most
+likely away from the desk, and we cannot know otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from slouchd.model import Event, EventKind
+from slouchd.posture.settings import WellbeingSettings
+
+BREAK_GRACE_S = 30.0
+"""A still moment shorter than this does not interrupt a break in progress, seconds."""
+
+SEATED, ACTIVE, ABSENT = 0, 1, 2
+"""What the tracker tells the wellbeing counter about a tick."""
+
+
+class LocalClock:
+    """Sample time to local wall time: wall = t_s + epoch_offset_s (Unix seconds) in ``tz``.
+
+    Caches the current local day so the per-tick checks are float comparisons.
+    """
+
+    def __init__(self, epoch_offset_s: float = 0.0, tz: tzinfo | None = None,
+                 quiet_hours: list[str] | None = None) -> None:
+        self.epoch_offset_s = epoch_offset_s
+        self.tz = tz
+        self.day: date | None = None
+        self.day_start_s = float("inf")
+        self.day_end_s = float("-inf")
+        self.quiet: list[tuple[float, float]] = []
+        self._quiet_spec = self._parse(quiet_hours or [])
+
+    @staticmethod
+    def _parse(windows: list[str]) -> list[tuple[time, time]]:
+        out = []
+        for w in windows:
+            m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", w.strip())
+            if not m:
+                raise ValueError(f"quiet hours window {w!r}: expected HH:MM-HH:MM")
+            h1, m1, h2, m2 = (int(x) for x in m.groups())
+            out.append((time(h1, m1), time(h2, m2)))
+        return out
+
+    def set_quiet_hours(self, windows: list[str]) -> None:
+        self._quiet_spec = self._parse(windows)
+        if self.day is not None:
+            self._load_day(self.day)
+
+    def _ts(self, d: date, tm: time) -> float:
+        """Sample time of local wall time ``d tm``."""
+        return datetime.combine(d, tm, tzinfo=self.tz).timestamp() - self.epoch_offset_s
+
+    def _load_day(self, d: date) -> None:
+        self.day = d
+        self.day_start_s = self._ts(d, time(0, 0))
+        self.day_end_s = self._ts(d + timedelta(days=1), time(0, 0))
+        self.quiet = []
+        for start, end in self._quiet_spec:
+            if start < end:
+                self.quiet.append((self._ts(d, start), self._ts(d, end)))
+            elif start > end:  # wraps midnight: the morning part and the evening part of this day
+                self.quiet.append((self.day_start_s, self._ts(d, end)))
+                self.quiet.append((self._ts(d, start), self.day_end_s))
+
+    def local_date(self, t_s: float) -> date:
+        return datetime.fromtimestamp(t_s + self.epoch_offset_s, tz=self.tz).date()
+
+    def advance(self, t_s: float) -> bool:
+        """Move to the local day holding ``t_s``; True if the day changed (midnight passed)."""
+        if self.day_start_s <= t_s < self.day_end_s:
+            return False
+        first = self.day is None
+        self._load_day(self.local_date(t_s))
+        return not first
+
+    def is_quiet(self, t_s: float) -> bool:
+        return any(a <= t_s < b for a, b in self.quiet)
+
+
+@dataclass
+class DayTotals:
+    """Today's totals (times in seconds)."""
+
+    date: str = ""
+    upright_s: float = 0.0
+    slouched_s: float = 0.0
+    sitting_s: float = 0.0
+    longest_sitting_s: float = 0.0
+    alerts: int = 0
+    break_reminders: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_stats(self) -> dict[str, Any]:
+        seated = self.upright_s + self.slouched_s
+        return {
+            "date": self.date,
+            "upright_pct": None if seated <= 0 else round(100.0 * self.upright_s / seated, 1),
+            "slouched_min": round(self.slouched_s / 60.0, 1),
+            "alerts": self.alerts,
+            "break_reminders": self.break_reminders,
+            "longest_sitting_min": round(self.longest_sitting_s / 60.0, 1),
+            "sitting_min": round(self.sitting_s / 60.0, 1),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "date", "upright_s", "slouched_s", "sitting_s", "longest_sitting_s", "alerts", "break_reminders")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DayTotals:
+        return cls(str(d.get("date", "")), float(d.get("upright_s", 0)), float(d.get("slouched_s", 0)),
+                   float(d.get("sitting_s", 0)), float(d.get("longest_sitting_s", 0)),
+                   int(d.get("alerts", 0)), int(d.get("break_reminders", 0)))
+
+
+class Wellbeing:
+    """Sitting stretch since the last real break, break reminders, and the day's totals."""
+
+    def __init__(self, settings: WellbeingSettings) -> None:
+        self.settings = settings
+        self.sitting_s = 0.0
+        self.on_break = False
+        self.active_s = 0.0
+        self.seated_run_s = 0.0
+        self.absent_s = 0.0
+        self.next_reminder_s = settings.break_after_min * 60.0
+        self.totals = DayTotals()
+
+    def _break_taken(self) -> None:
+        self.sitting_s = 0.0
+        self.on_break = True
+        self.active_s = 0.0
+        self.seated_run_s = 0.0
+        self.next_reminder_s = self.settings.break_after_min * 60.0
+
+    def step(self, t_s: float, dt_s: float, kind: int, slouching: bool, calibrated: bool,
+             may_remind: bool, out: list[Event]) -> None:
+        """Advance one tick ending at ``t_s``; a break reminder is appended to ``out``."""
+        s = self.settings
+        tot = self.totals
+        if kind == ABSENT:
+            self.absent_s += dt_s
+            if self.absent_s >= s.break_min_s and not self.on_break:
+                self._break_taken()
+            return
+        self.absent_s = 0.0
+        if kind == ACTIVE:
+            self.seated_run_s = 0.0
+            if not self.on_break:
+                self.active_s += dt_s
+                self.sitting_s += dt_s  # provisional: a short outing is part of the sitting stretch
+                if self.active_s >= s.break_min_s:
+                    tot.longest_sitting_s = max(tot.longest_sitting_s, self.sitting_s - self.active_s)
+                    self._break_taken()
+            return
+        # Seated (still).
+        self.seated_run_s += dt_s
+        tot.sitting_s += dt_s
+        if calibrated:
+            if slouching:
+                tot.slouched_s += dt_s
+            else:
+                tot.upright_s += dt_s
+        if self.on_break:
+            if self.seated_run_s < BREAK_GRACE_S:
+                return
+            self.on_break = False
+            self.sitting_s = self.seated_run_s
+        else:
+            if self.seated_run_s >= BREAK_GRACE_S:
+                self.active_s = 0.0
+            self.sitting_s += dt_s
+        if self.sitting_s > tot.longest_sitting_s:
+            tot.longest_sitting_s = self.sitting_s
+        if self.sitting_s >= self.next_reminder_s:
+            self.next_reminder_s += s.break_repeat_min * 60.0
+            if may_remind and s.break_reminders:
+                tot.break_reminders += 1
+                out.append(Event(t_s, EventKind.BREAK_REMINDER,
+                                 {"sitting_min": round(self.sitting_s / 60.0, 1)}))

@@ -1,0 +1,272 @@
+"""Commands from MQTT (``<base>/<wearer>/set`` and ``…/set/<key>``): parse, validate, refuse.
+
+A command either passes every check and becomes a :class:`Command`, or it is refused whole with a
+:class:`CommandRefused` naming the kind of problem and the reason; nothing is half-applied.
+Validation is pure (no I/O): the publisher replies, the daemon applies.
+
+Accepted keys (one or several in one JSON object)::
+
+    {"calibrate": true}          take the current posture as upright
+    {"threshold_deg": 18}        detection.threshold_deg, degrees
+    {"dwell_s": 45}              detection.dwell_s, seconds
+    {"snooze_min": 30}           no alerts for this long, minutes; 0 cancels a snooze
+    {"alerts_enabled": false}    detection.alerts_enabled
+    {"mode": "tracking"}         detection.mode
+
+plus two optional fields: ``"ts"`` (Unix time the command was made, seconds: refused when older
+than ``[mqtt] command_max_age_s``) and ``"id"`` (a string echoed in the reply).
+
+Bounds and choices of the detection keys are read from the ``DetectionSettings`` field metadata,
+so a command can never set what the config file could not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from slouchd.posture.settings import DetectionSettings
+
+MAX_PAYLOAD_BYTES = 1024
+# A snooze longer than a day is a forgotten snooze: switch alerts off instead.
+SNOOZE_MAX_MIN = 1440.0
+ID_MAX_CHARS = 64
+
+_DETECTION_FIELDS = {f.name: f for f in dataclasses.fields(DetectionSettings)}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What one command key accepts."""
+
+    kind: type  # bool, float or str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+
+def _from_detection(name: str, kind: type) -> _Spec:
+    meta = _DETECTION_FIELDS[name].metadata
+    return _Spec(kind, meta.get("min"), meta.get("max"), meta.get("choices"), meta.get("doc", ""))
+
+
+SPECS: dict[str, _Spec] = {
+    "calibrate": _Spec(bool, doc="true: take the current posture as upright"),
+    "threshold_deg": _from_detection("threshold_deg", float),
+    "dwell_s": _from_detection("dwell_s", float),
+    "snooze_min": _Spec(float, 0.0, SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels"),
+    "alerts_enabled": _from_detection("alerts_enabled", bool),
+    "mode": _from_detection("mode", str),
+}
+COMMAND_KEYS = tuple(SPECS)
+# Keys that change DetectionSettings (the rest are actions: calibrate, snooze_min).
+SETTING_KEYS = tuple(k for k in COMMAND_KEYS if k in _DETECTION_FIELDS)
+META_KEYS = ("ts", "id")
+MAX_KEYS = len(COMMAND_KEYS) + len(META_KEYS)
+
+
+class CommandRefused(ValueError):
+    """A command that is not applied. ``kind`` is a short tag for counting and log rate limits."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated command.
+
+    Attributes:
+        values: the accepted keys and values (a subset of ``COMMAND_KEYS``), numbers as float.
+        request_id: the command's ``"id"``, echoed in the reply; None when absent.
+    """
+
+    values: Mapping[str, Any]
+    request_id: str | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The DetectionSettings changes (threshold_deg, dwell_s, alerts_enabled, mode)."""
+        return {k: v for k, v in self.values.items() if k in SETTING_KEYS}
+
+    @property
+    def calibrate(self) -> bool:
+        return bool(self.values.get("calibrate", False))
+
+    @property
+    def snooze_min(self) -> float | None:
+        """Minutes to snooze (0 = cancel), or None when the command does not snooze."""
+        return self.values.get("snooze_min")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What happened to a command, published on ``…/set/result``.
+
+    Attributes:
+        ok: whether the command was applied.
+        applied: the keys and values now in force (empty when refused).
+        error: why it was refused; "" when ok.
+        request_id: the command's ``"id"``, if it had one.
+    """
+
+    ok: bool
+    applied: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    request_id: str | None = None
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {"ok": self.ok, "applied": self.applied, "error": self.error}
+        if self.request_id is not None:
+            body["id"] = self.request_id
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN, Infinity and -Infinity by default; they are not JSON.
+    raise CommandRefused("not_finite", f"{name} is not a finite number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise CommandRefused("duplicate_key", f'key "{_clip(k)}" appears twice')
+        out[k] = v
+    return out
+
+
+def _clip(text: str, n: int = 40) -> str:
+    """A piece of untrusted text safe to put in a log line or reply."""
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _decode(payload: bytes) -> Any:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandRefused("not_utf8", "payload is not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except CommandRefused:
+        raise
+    except RecursionError:
+        raise CommandRefused("not_json", "payload is nested too deeply") from None
+    except ValueError as err:
+        raise CommandRefused("not_json", f"payload is not JSON ({err.args[0].split(':')[0]})") from None
+
+
+def _check_value(key: str, value: Any) -> Any:
+    spec = SPECS[key]
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            raise CommandRefused("wrong_type", f"{key} must be true or false")
+        if key == "calibrate" and value is not True:
+            raise CommandRefused("out_of_range", "calibrate must be true")
+        return value
+    if spec.kind is float:
+        # bool is an int in Python; true must not mean 1 degree.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CommandRefused("wrong_type", f"{key} must be a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise CommandRefused("out_of_range", f"{key} is far out of range") from None
+        if not math.isfinite(number):
+            raise CommandRefused("not_finite", f"{key} must be a finite number")
+        if (spec.lo is not None and number < spec.lo) or (spec.hi is not None and number > spec.hi):
+            raise CommandRefused("out_of_range", f"{key} = {_num(number)}: must be "
+                                 f"{_num(spec.lo)}..{_num(spec.hi)}")
+        return number
+    if not isinstance(value, str):
+        raise CommandRefused("wrong_type", f"{key} must be a string")
+    if spec.choices is not None and value not in spec.choices:
+        allowed = ", ".join(spec.choices)
+        raise CommandRefused("out_of_range", f'{key} = "{_clip(value)}": must be one of {allowed}')
+    return value
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def parse_command(
+    payload: bytes,
+    *,
+    key: str | None = None,
+    retained: bool = False,
+    now_s: float | None = None,
+    max_age_s: float = 60.0,
+) -> Command:
+    """Validate one command message.
+
+    Args:
+        payload: the raw MQTT payload.
+        key: for ``…/set/<key>`` topics, the key; the payload is then one JSON value (a bare word
+            is accepted for string keys, e.g. ``tracking``). None for ``…/set`` (a JSON object).
+        retained: the message's retain flag: a retained command is always refused, because it
+            would be applied again at every (re)connect.
+        now_s: current Unix time, seconds, for the ``"ts"`` staleness check (None: skip it).
+        max_age_s: oldest acceptable ``"ts"``, seconds (also the most it may be in the future).
+
+    Raises:
+        CommandRefused: with ``kind`` and a reason safe to log and to publish.
+    """
+    if retained:
+        raise CommandRefused("retained", "retained commands are refused (publish with retain off)")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise CommandRefused("oversized", f"payload is {len(payload)} bytes (max {MAX_PAYLOAD_BYTES})")
+    if not payload.strip():
+        raise CommandRefused("empty", "payload is empty")
+    if key is not None:
+        if key not in SPECS:
+            raise CommandRefused("unknown_key", f'unknown command "{_clip(key)}" '
+                                 f"(known: {', '.join(COMMAND_KEYS)})")
+        try:
+            value = _decode(payload)
+        except CommandRefused as err:
+            if err.kind != "not_json" or SPECS[key].kind is not str:
+                raise
+            value = payload.decode("utf-8").strip()  # _decode proved it is UTF-8
+        return Command({key: _check_value(key, value)})
+
+    data = _decode(payload)
+    if not isinstance(data, dict):
+        raise CommandRefused("not_object", 'payload must be a JSON object such as {"snooze_min": 30}')
+    if len(data) > MAX_KEYS:
+        raise CommandRefused("too_many_keys", f"{len(data)} keys (max {MAX_KEYS})")
+    unknown = [k for k in data if k not in SPECS and k not in META_KEYS]
+    if unknown:
+        raise CommandRefused("unknown_key", f'unknown key "{_clip(unknown[0])}" '
+                             f"(known: {', '.join(COMMAND_KEYS)})")
+    request_id = data.get("id")
+    if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_MAX_CHARS):
+        raise CommandRefused("wrong_type", f"id must be a string of at most {ID_MAX_CHARS} characters")
+    if "ts" in data:
+        _check_age(data["ts"], now_s, max_age_s)
+    values = {k: _check_value(k, v) for k, v in data.items() if k in SPECS}
+    if not values:
+        raise CommandRefused("empty", f"no command in the payload (known: {', '.join(COMMAND_KEYS)})")
+    return Command(values, request_id)
+
+
+def _check_age(ts: Any, now_s: float | None, max_age_s: float) -> None:
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise CommandRefused("wrong_type", "ts must be a Unix time in seconds")
+    if now_s is None:
+        return
+    age = now_s - float(ts)
+    if age > max_age_s:
+        raise CommandRefused("stale", f"command is {age:.0f} s old (max {max_age_s:g} s)")
+    if age < -max_age_s:
+        raise CommandRefused("stale", f"command ts is {-age:.0f} s in the future (clock skew?)")

@@ -1,0 +1,721 @@
+"""The MQTT session: connect, reconnect forever, publish state/events/discovery, take commands.
+
+One :class:`MqttPublisher` per daemon. The daemon calls its non-blocking ``publish_*`` and
+``set_*`` methods from anywhere in the event loop; they only update an in-memory outbox, and one
+sender task drains it while the broker is reachable:
+
+* retained topics (bridge state, discovery, availability, stats) keep the newest payload per topic;
+* events are a bounded FIFO sent one at a time at QoS 1 and removed only once the broker
+  acknowledged them (PUBACK), so after a broker restart every queued event is sent, in order. An
+  event whose PUBACK was lost is sent again: delivery is **at least once** (``seq`` lets a
+  consumer drop the rare duplicate);
+* posture state keeps only the newest value per wearer and goes out at most every
+  ``state_interval_s``, or at once when ``posture`` changes.
+
+After every (re)connect everything is redone: subscribe, retained ``online`` on the bridge topic
+(whose last will is ``offline``), discovery, availability, stats and the current state; the same
+again when Home Assistant announces ``online``. A fresh aiomqtt client is made for every attempt
+so paho's own in-memory retry queue never re-sends behind our back.
+
+Built on aiomqtt 2.x (paho-mqtt underneath); ../shared/research/reliability-ecosystem.md s. 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from slouchd import __version__
+from slouchd.model import EventKind
+from slouchd.publish import homeassistant as ha_discovery
+from slouchd.publish.commands import Command, CommandRefused, CommandResult, parse_command
+from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
+from slouchd.publish.topics import OFFLINE, ONLINE, Topics
+from slouchd.publish.wearer import WearerInfo
+from slouchd.schema import SettingsError
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[str, Command], Awaitable[CommandResult]]
+
+# Events a wearer must not miss; when the queue is full, other events are dropped first.
+KEEP_EVENTS = frozenset({EventKind.SLOUCH_ALERT.value, EventKind.BREAK_REMINDER.value})
+# Repeated log lines of one kind (a refused command, the broker still down) are written at most
+# this often at WARNING; in between they go to DEBUG, with a count.
+LOG_REPEAT_S = 600.0
+
+
+class _OncePerKind:
+    """Log the first occurrence of each kind of problem loudly, then only now and then."""
+
+    def __init__(self, logger: logging.Logger, repeat_s: float = LOG_REPEAT_S) -> None:
+        self._log = logger
+        self._repeat_s = repeat_s
+        self._last: dict[str, float] = {}
+        self._hidden: dict[str, int] = {}
+
+    def warn(self, kind: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is None or now - last >= self._repeat_s:
+            hidden = self._hidden.pop(kind, 0)
+            suffix = f" ({hidden} more like this not shown)" if hidden else ""
+            self._log.warning(msg + suffix, *args)
+            self._last[kind] = now
+        else:
+            self._hidden[kind] = self._hidden.get(kind, 0) + 1
+            self._log.debug(msg, *args)
+
+    def forget(self, kind: str) -> None:
+        self._last.pop(kind, None)
+        self._hidden.pop(kind, None)
+
+
+def read_password(settings: MqttSettings) -> str | None:
+    """The broker password from ``password`` or the first line of ``password_file``.
+
+    Raises:
+        SettingsError: naming the file (never the password) when it cannot be read.
+    """
+    if settings.password_file:
+        path = Path(settings.password_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise SettingsError(
+                f'mqtt.password_file = "{path}": cannot read it ({err.strerror or type(err).__name__})'
+            ) from None
+        except UnicodeDecodeError:
+            raise SettingsError(f'mqtt.password_file = "{path}": not UTF-8 text') from None
+        return text.splitlines()[0] if text else ""
+    return settings.password or None
+
+
+def _no_key_passphrase() -> bytes:
+    # Without this, OpenSSL would prompt on the terminal for an encrypted key's passphrase.
+    raise ssl.SSLError("the private key is encrypted; key_file must be an unencrypted PEM key")
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """An SSL context for ``[mqtt] tls = true`` (None otherwise); hostnames are verified.
+
+    Raises:
+        SettingsError: naming the key and file that could not be loaded.
+    """
+    if not settings.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=settings.ca_file or None)
+    except (OSError, ssl.SSLError) as err:
+        raise SettingsError(f'mqtt.ca_file = "{settings.ca_file}": cannot load it as PEM '
+                            f"certificates ({_ssl_reason(err)})") from None
+    if settings.cert_file:
+        try:
+            ctx.load_cert_chain(settings.cert_file, settings.key_file, password=_no_key_passphrase)
+        except (OSError, ssl.SSLError) as err:
+            raise SettingsError(f'mqtt.cert_file = "{settings.cert_file}" / key_file = '
+                                f'"{settings.key_file}": cannot load ({_ssl_reason(err)})') from None
+    return ctx
+
+
+def _ssl_reason(err: BaseException) -> str:
+    return getattr(err, "strerror", None) or getattr(err, "reason", None) or str(err) or type(err).__name__
+
+
+def _jsonable(obj: Any) -> Any:
+    """Make the daemon's dicts safe for JSON: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    item = getattr(obj, "item", None)  # numpy scalar
+    if callable(item):
+        return _jsonable(item())
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return str(obj)
+
+
+def to_json(obj: Any) -> bytes:
+    return json.dumps(_jsonable(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _maybe_wrong_protocol(err: aiomqtt.MqttError) -> bool:
+    """True when a failed connect may mean the broker does not speak the version we offered.
+
+    Either its CONNACK says so (3.1.1 brokers answer code 1, MQTT 5 ones 132), or it never
+    answered at all: some 3.1.1-only brokers (amqtt 0.12) misread an MQTT 5 CONNECT that carries
+    a will and wait for bytes that never come, and aiomqtt reports that as a timeout.
+    """
+    if isinstance(err, MqttConnectError):
+        return getattr(err.rc, "value", err.rc) in (1, 132)
+    return str(err) == "Operation timed out"
+
+
+def _name(protocol: aiomqtt.ProtocolVersion) -> str:
+    return "5" if protocol == aiomqtt.ProtocolVersion.V5 else "3.1.1"
+
+
+class MqttPublisher:
+    """The daemon's MQTT session (an async context manager; or call :meth:`run` yourself).
+
+    Args:
+        mqtt: the ``[mqtt]`` settings.
+        ha: the ``[homeassistant]`` settings.
+        wearers: the wearers to publish (see :meth:`set_wearers` to change them).
+        on_command: ``await on_command(wearer_name, command) -> CommandResult``; applies a
+            validated command. Its result is published on ``…/set/result``; an exception it
+            raises is logged and replied as a refusal, never propagated.
+        version: the slouchd version announced in the discovery ``origin`` block.
+        connect_timeout_s: how long to wait for the broker's CONNACK, seconds. With protocol
+            "auto", no answer in time also makes the next attempt use the other MQTT version.
+        backoff_min_s: first wait after a failed connection, seconds (doubles up to
+            ``mqtt.reconnect_max_s``, each wait jittered to 50-100 %).
+        rng: random source for jitter and the HA birth delay (tests pass a seeded one).
+
+    Raises:
+        SettingsError: an unreadable password file, CA bundle or client certificate.
+
+    Attributes:
+        connected: whether a broker session is up right now.
+        published: events acknowledged by the broker.
+        dropped: events dropped because the queue was full.
+        resent: events sent again after a connection died before their PUBACK (each one a
+            possible duplicate at subscribers).
+        reconnects: successful connections after the first one.
+        refused: commands refused.
+    """
+
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        ha: HomeAssistantSettings,
+        wearers: list[WearerInfo],
+        on_command: CommandHandler,
+        *,
+        version: str = __version__,
+        connect_timeout_s: float = 5.0,
+        backoff_min_s: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = mqtt
+        self._ha = ha
+        self._on_command = on_command
+        self._version = version
+        self._backoff_min_s = backoff_min_s
+        self._connect_timeout_s = connect_timeout_s
+        self._rng = rng or random.Random()
+        self._password = read_password(mqtt)
+        self._tls = tls_context(mqtt)
+        self._topics = Topics(mqtt.base_topic)
+        self._host = mqtt.host or "127.0.0.1"  # the embedded broker listens on IPv4 loopback
+        self._client_id = mqtt.client_id or f"slouchd-{socket.gethostname()}"
+        self._protocols = {
+            "auto": [aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311],
+            "5": [aiomqtt.ProtocolVersion.V5],
+            "3.1.1": [aiomqtt.ProtocolVersion.V311],
+        }[mqtt.protocol]
+        if mqtt.protocol == "auto" and not mqtt.host:
+            # host "" is the embedded broker (amqtt), which only speaks 3.1.1: skip the probe.
+            self._protocols = [aiomqtt.ProtocolVersion.V311]
+        self._status_topic = ha_discovery.status_topic(ha.discovery_prefix, ha.status_topic)
+
+        self._wearers: dict[str, WearerInfo] = {w.name: w for w in wearers}
+        # The outbox. Retained topics keep their newest payload (b"" clears the topic).
+        self._retained: dict[str, bytes] = {}
+        self._events: deque[tuple[str, str, bytes]] = deque()  # (wearer, event kind, payload)
+        self._inflight: tuple[str, str, bytes] | None = None
+        self._seq: dict[str, int] = {}
+        self._state: dict[str, dict[str, Any]] = {}  # newest state per wearer (merged)
+        self._state_pending: set[str] = set()
+        self._state_now: set[str] = set()  # bypass the rate limit (posture changed, reconnect)
+        self._state_sent_at: dict[str, float] = {}
+        self._state_sent_posture: dict[str, Any] = {}
+        self._stats: dict[str, bytes] = {}
+        self._availability: dict[str, bool] = {}
+
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._done = asyncio.Event()
+        self._closing = False
+        self._client: aiomqtt.Client | None = None
+        self._v5 = False
+        self._task: asyncio.Task[None] | None = None
+        self._birth_task: asyncio.Task[None] | None = None
+        self._problems = _OncePerKind(log)
+
+        self.connected = False
+        self.published = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.refused = 0
+        self.resent = 0
+        self.state_published = 0
+        self._connects = 0
+
+    # ----------------------------------------------------------------- daemon-facing API
+
+    @property
+    def queue_depth(self) -> int:
+        """Events waiting for the broker's acknowledgement."""
+        return len(self._events)
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version of the current session: "5", "3.1.1" or "" when disconnected."""
+        if not self.connected:
+            return ""
+        return "5" if self._v5 else "3.1.1"
+
+    def publish_state(self, wearer: str, state: dict[str, Any]) -> None:
+        """Queue the wearer's posture state (JSON on ``<base>/<wearer>/state``, retained).
+
+        Only the newest state is kept; it goes out at most every ``state_interval_s``, at once
+        when ``state["posture"]`` differs from the last one sent. The settings in force
+        (threshold_deg, hysteresis_deg, dwell_s, mode, alerts_enabled) are filled in from the
+        wearer's :class:`WearerInfo` unless ``state`` has them. Never blocks.
+        """
+        info = self._wearers.get(wearer)
+        if info is None or self._closing:
+            return
+        merged = {**info.settings_state(), **state}
+        self._state[wearer] = merged
+        self._state_pending.add(wearer)
+        if merged.get("posture") != self._state_sent_posture.get(wearer, object()):
+            self._state_now.add(wearer)
+        self._wake.set()
+
+    def publish_event(self, wearer: str, event: dict[str, Any]) -> None:
+        """Queue an event (``<base>/<wearer>/event``, QoS 1, not retained, in order).
+
+        ``event`` is :meth:`slouchd.model.Event.to_dict` output (``{"t", "event", ...}``). The
+        payload adds ``event_type`` (= ``event``, what HA's event entity reads) and ``seq`` (1, 2,
+        ... per wearer since start, to spot a duplicate). Never blocks; when ``queue_max`` events
+        wait, the oldest event that is neither a slouch alert nor a break reminder is dropped
+        (or the oldest of all when only those wait).
+        """
+        if wearer not in self._wearers or self._closing:
+            return
+        kind = str(event.get("event", event.get("event_type", "")))
+        self._seq[wearer] = seq = self._seq.get(wearer, 0) + 1
+        payload = to_json({**event, "event_type": event.get("event_type", kind), "seq": seq})
+        self._events.append((wearer, kind, payload))
+        if len(self._events) > self._settings.queue_max:
+            self._drop_one_event()
+        self._wake.set()
+
+    def publish_stats(self, wearer: str, stats: dict[str, Any]) -> None:
+        """Publish daily totals (``<base>/<wearer>/stats``, retained; newest value wins).
+
+        Keys read by Home Assistant: ``upright_pct``, ``slouched_min``, ``sitting_min``, ``alerts``.
+        """
+        if wearer not in self._wearers or self._closing:
+            return
+        self._stats[wearer] = payload = to_json(stats)
+        self._put_retained(self._topics.stats(wearer), payload)
+
+    def set_availability(self, wearer: str, online: bool) -> None:
+        """Publish the sensor link (``<base>/<wearer>/availability``: online/offline, retained)."""
+        if wearer not in self._wearers or self._closing:
+            return
+        self._availability[wearer] = online
+        self._put_retained(self._topics.availability(wearer), (ONLINE if online else OFFLINE).encode())
+
+    def set_wearers(self, wearers: list[WearerInfo]) -> None:
+        """Replace the wearer list (config reload).
+
+        New or changed wearers get their discovery (re)published; removed ones get an empty
+        retained payload on their discovery, state, stats and availability topics, so Home
+        Assistant deletes their entities and no ghost comes back.
+        """
+        new = {w.name: w for w in wearers}
+        for name, old in self._wearers.items():
+            if name in new:
+                continue
+            if self._ha.discovery:
+                self._put_retained(ha_discovery.discovery_topic(self._ha.discovery_prefix, old), b"")
+            for topic in self._topics.wearer_topics(name):
+                self._put_retained(topic, b"")
+            for table in (self._state, self._stats, self._availability, self._state_sent_at,
+                          self._state_sent_posture):
+                table.pop(name, None)
+            self._state_pending.discard(name)
+            self._state_now.discard(name)
+        changed = [w for name, w in new.items() if self._wearers.get(name) != w]
+        self._wearers = new
+        for info in changed:
+            # Written after the clears: a renamed wearer on the same sensor keeps its device.
+            self._announce_wearer(info)
+
+    async def run(self) -> None:
+        """Connect and stay connected until :meth:`close`; never raises for broker trouble."""
+        self._done.clear()
+        attempt = 0
+        proto_index = 0
+        settled = len(self._protocols) == 1  # with "auto", settled once a version worked
+        try:
+            while not self._stop.is_set():
+                protocol = self._protocols[proto_index]
+                in_session = False
+                try:
+                    client = self._make_client(protocol)
+                    async with client:
+                        in_session = settled = True
+                        attempt = 0
+                        self._problems.forget("connect")
+                        client.timeout = 10.0  # for PUBACK/SUBACK waits from now on
+                        await self._session(client, protocol)
+                except aiomqtt.MqttError as err:
+                    if self._stop.is_set():
+                        break
+                    if not in_session and not settled and _maybe_wrong_protocol(err):
+                        proto_index = (proto_index + 1) % len(self._protocols)
+                        log.info("MQTT broker %s:%d did not accept MQTT %s (%s); trying %s",
+                                 self._host, self._settings.port, _name(protocol), err,
+                                 _name(self._protocols[proto_index]))
+                        if proto_index != 0:
+                            continue  # the other version, at once
+                    if isinstance(err, MqttConnectError):
+                        self._problems.warn("connect", "MQTT broker %s:%d refused the connection: %s",
+                                            self._host, self._settings.port, err)
+                    else:
+                        what = "lost" if in_session else "unreachable"
+                        self._problems.warn("connect", "MQTT broker %s:%d %s: %s", self._host,
+                                            self._settings.port, what, err or type(err).__name__)
+                except Exception:  # a bug must not end publishing: log it, reconnect
+                    log.exception("MQTT session failed unexpectedly; reconnecting")
+                finally:
+                    self._client = None
+                    self.connected = False
+                if self._stop.is_set():
+                    break
+                attempt += 1
+                delay = min(self._settings.reconnect_max_s, self._backoff_min_s * 2 ** (attempt - 1))
+                delay *= self._rng.uniform(0.5, 1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        finally:
+            if self._birth_task is not None:
+                self._birth_task.cancel()
+            self._done.set()
+
+    async def close(self, timeout_s: float = 3.0) -> None:
+        """Flush queued events, publish ``offline`` (sensors and bridge), disconnect.
+
+        Waits at most ``timeout_s`` in all. Events still queued after that are lost (counted in
+        ``queue_depth`` when this returns); with no broker the bridge's last will says offline.
+        """
+        deadline = time.monotonic() + timeout_s
+        self._closing = True
+        self._state_pending.clear()
+        if self.connected:
+            await self._wait_flushed(deadline - timeout_s * 0.3)
+            for name in self._wearers:
+                self._put_retained(self._topics.availability(name), OFFLINE.encode())
+            self._retained.pop(self._topics.bridge_state, None)
+            self._put_retained(self._topics.bridge_state, OFFLINE.encode())  # last, after the sensors
+            await self._wait_flushed(deadline)
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), max(0.05, deadline - time.monotonic()))
+            if not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), max(0.05, deadline - time.monotonic()))
+
+    async def __aenter__(self) -> MqttPublisher:
+        self._task = asyncio.create_task(self.run(), name="slouchd-mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- internals
+
+    def _put_retained(self, topic: str, payload: bytes) -> None:
+        self._retained[topic] = payload
+        self._wake.set()
+
+    def _drop_one_event(self) -> None:
+        victim = None
+        for item in self._events:
+            if item is not self._inflight and item[1] not in KEEP_EVENTS:
+                victim = item
+                break
+        if victim is None:
+            victim = next((i for i in self._events if i is not self._inflight), None)
+        if victim is None:
+            return
+        self._events.remove(victim)
+        self.dropped += 1
+        self._problems.warn("queue_full", "MQTT event queue full (%d): dropped a %s event of %s",
+                            self._settings.queue_max, victim[1] or "?", victim[0])
+
+    def _announce_wearer(self, info: WearerInfo) -> None:
+        if self._ha.discovery:
+            payload = ha_discovery.discovery_payload(info, self._topics, self._ha.expire_after_s,
+                                                     self._version)
+            self._put_retained(ha_discovery.discovery_topic(self._ha.discovery_prefix, info),
+                               to_json(payload))
+        if info.name in self._state:
+            # Settings in force may have changed: refresh the merged state at once.
+            self._state[info.name] = {**self._state[info.name], **info.settings_state()}
+            self._state_pending.add(info.name)
+            self._state_now.add(info.name)
+
+    def _announce_all(self) -> None:
+        """Everything a fresh subscriber (or a restarted HA) needs, queued in a sensible order."""
+        for info in self._wearers.values():
+            self._announce_wearer(info)
+        for name, online in self._availability.items():
+            self._put_retained(self._topics.availability(name), (ONLINE if online else OFFLINE).encode())
+        for name, payload in self._stats.items():
+            self._put_retained(self._topics.stats(name), payload)
+        for name in self._state:
+            self._state_pending.add(name)
+            self._state_now.add(name)
+        self._wake.set()
+
+    def _make_client(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        will = aiomqtt.Will(self._topics.bridge_state, OFFLINE.encode(), qos=1, retain=True)
+        return aiomqtt.Client(
+            self._host,
+            self._settings.port,
+            username=self._settings.username or None,
+            password=self._password if self._settings.username else None,
+            identifier=self._client_id,
+            protocol=protocol,
+            will=will,
+            # A clean session: a stale command queued by the broker while we were away must not
+            # be executed later, and our own outbox already holds what we still owe.
+            **({"clean_start": True} if protocol == aiomqtt.ProtocolVersion.V5
+               else {"clean_session": True}),
+            keepalive=self._settings.keepalive_s,
+            tls_context=self._tls,
+            timeout=self._connect_timeout_s,
+        )
+
+    async def _session(self, client: aiomqtt.Client, protocol: aiomqtt.ProtocolVersion) -> None:
+        self._client = client
+        self._v5 = protocol == aiomqtt.ProtocolVersion.V5
+        self._connects += 1
+        if self._connects > 1:
+            self.reconnects += 1
+        for topic in self._topics.command_filters:
+            if self._v5:
+                # noLocal: not our own replies; retainHandling 2: a retained command on the broker
+                # is never delivered at subscribe time; retainAsPublished: a command published with
+                # retain set is seen as retained and refused.
+                opts = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True, retainHandling=2)
+                await client.subscribe(topic, options=opts)
+            else:
+                await client.subscribe(topic, qos=1)
+        if self._ha.discovery:
+            await client.subscribe(self._status_topic, qos=1)
+            # The retained discovery on the broker: leftovers of wearers removed while we were
+            # not running are cleared (see _clear_leftover).
+            await client.subscribe(ha_discovery.discovery_filter(self._ha.discovery_prefix), qos=1)
+        await client.publish(self._topics.bridge_state, ONLINE.encode(), qos=1, retain=True)
+        self.connected = True
+        if self._closing:
+            # close() began while we were connecting: take back the "online" and leave.
+            for name in self._wearers:
+                await client.publish(self._topics.availability(name), OFFLINE.encode(), qos=1,
+                                     retain=True)
+            await client.publish(self._topics.bridge_state, OFFLINE.encode(), qos=1, retain=True)
+            return
+        log.info("MQTT connected to %s:%d (MQTT %s) as %s", self._host, self._settings.port,
+                 _name(protocol), self._client_id)
+        self._announce_all()
+
+        tasks = {
+            asyncio.create_task(self._sender(client), name="mqtt-sender"),
+            asyncio.create_task(self._receiver(client), name="mqtt-receiver"),
+            asyncio.create_task(self._stop.wait(), name="mqtt-stop"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Cancelled without close() (a task group torn down): a clean DISCONNECT follows,
+            # which suppresses the last will, so say offline ourselves, briefly.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(client.publish(
+                    self._topics.bridge_state, OFFLINE.encode(), qos=1, retain=True), 1.0)
+            raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        interval = self._settings.state_interval_s
+        while True:
+            self._wake.clear()
+            while self._retained:
+                topic, payload = next(iter(self._retained.items()))
+                await client.publish(topic, payload, qos=1, retain=True)
+                if self._retained.get(topic) is payload:  # not replaced while we waited
+                    del self._retained[topic]
+            while self._events:
+                item = self._events[0]
+                if item is self._inflight:
+                    # Sent before a connection died, with no PUBACK: the broker may already have
+                    # it, so this is a possible duplicate (at-least-once).
+                    self.resent += 1
+                self._inflight = item
+                wearer, _kind, payload = item
+                await client.publish(self._topics.event(wearer), payload, qos=1, retain=False)
+                if self._events and self._events[0] is item:
+                    self._events.popleft()
+                self._inflight = None
+                self.published += 1
+                if self._retained:
+                    break  # e.g. availability changed meanwhile: send it before more events
+            if self._retained:
+                continue
+            next_due = math.inf
+            now = time.monotonic()
+            for wearer in sorted(self._state_pending):
+                if self._closing:
+                    break
+                due = now if wearer in self._state_now else (
+                    self._state_sent_at.get(wearer, -math.inf) + interval)
+                if due > now:
+                    next_due = min(next_due, due)
+                    continue
+                state = self._state.get(wearer)
+                if state is None:  # the wearer was removed meanwhile
+                    self._state_pending.discard(wearer)
+                    continue
+                await client.publish(self._topics.state(wearer), to_json(state), qos=0, retain=True)
+                self.state_published += 1
+                self._state_sent_at[wearer] = time.monotonic()
+                self._state_sent_posture[wearer] = state.get("posture")
+                if self._state.get(wearer) is state:  # no newer state arrived meanwhile
+                    self._state_pending.discard(wearer)
+                    self._state_now.discard(wearer)
+            if self._retained or self._events or self._wake.is_set():
+                continue
+            timeout = None if math.isinf(next_due) else max(0.0, next_due - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = str(message.topic)
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = b"" if payload is None else str(payload).encode()
+            if topic == self._status_topic:
+                if bytes(payload).strip() == ONLINE.encode():
+                    self._schedule_reannounce()
+                continue
+            if message.retain and topic.startswith(self._ha.discovery_prefix + "/device/"):
+                self._clear_leftover(topic, bytes(payload))
+                continue
+            parsed = self._topics.parse_command(topic)
+            if parsed is not None:
+                await self._handle_command(client, parsed[0], parsed[1], bytes(payload), message)
+
+    def _clear_leftover(self, topic: str, payload: bytes) -> None:
+        """Clear a retained slouchd discovery (and its topics) that no configured wearer owns."""
+        current = {ha_discovery.device_id(w) for w in self._wearers.values()}
+        name = ha_discovery.leftover_wearer(topic, payload, self._ha.discovery_prefix,
+                                            self._topics, current)
+        if name is None:
+            return
+        log.info("clearing Home Assistant discovery left by a removed wearer: %s", topic)
+        self._put_retained(topic, b"")
+        if name and name not in self._wearers:
+            for t in self._topics.wearer_topics(name):
+                self._put_retained(t, b"")
+
+    def _schedule_reannounce(self) -> None:
+        if self._birth_task is not None and not self._birth_task.done():
+            return  # one re-announce is already on its way
+        delay = self._rng.uniform(0, self._ha.birth_delay_max_s)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            log.info("Home Assistant came online: re-sending discovery and state")
+            self._announce_all()
+
+        self._birth_task = asyncio.create_task(later(), name="mqtt-ha-birth")
+
+    async def _handle_command(self, client: aiomqtt.Client, wearer: str, key: str | None,
+                              payload: bytes, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        if wearer not in self._wearers:
+            self.refused += 1
+            self._problems.warn("cmd:unknown_wearer", "refused MQTT command on %s: no wearer named %r",
+                                topic, wearer[:40])
+            return
+        try:
+            command = parse_command(payload, key=key, retained=bool(message.retain),
+                                    now_s=time.time(), max_age_s=self._settings.command_max_age_s)
+        except CommandRefused as err:
+            self.refused += 1
+            self._problems.warn(f"cmd:{err.kind}", "refused MQTT command on %s: %s", topic, err.reason)
+            result = CommandResult(False, {}, err.reason)
+        else:
+            try:
+                result = await self._on_command(wearer, command)
+                if not isinstance(result, CommandResult):
+                    raise TypeError(f"on_command returned {type(result).__name__}, not CommandResult")
+            except Exception:
+                log.exception("applying the MQTT command %s for %s failed", dict(command.values), wearer)
+                result = CommandResult(False, {}, "internal error while applying the command",
+                                       command.request_id)
+            if not result.ok:
+                self.refused += 1
+                self._problems.warn("cmd:not_applied", "MQTT command on %s not applied: %s",
+                                    topic, result.error)
+            elif result.applied:
+                info = self._wearers[wearer].with_settings(result.applied)
+                self._wearers[wearer] = info
+                if wearer in self._state:
+                    applied_state = {k: v for k, v in result.applied.items() if k != "calibrate"}
+                    self._state[wearer] = {**self._state[wearer], **applied_state}
+                    self._state_pending.add(wearer)
+                    self._state_now.add(wearer)
+                    self._wake.set()
+        properties = None
+        correlation = getattr(message.properties, "CorrelationData", None) if self._v5 else None
+        if correlation:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        await client.publish(self._topics.command_result(wearer), result.to_json(), qos=1,
+                             retain=False, properties=properties)
+
+    async def _wait_flushed(self, deadline: float) -> None:
+        while (self._events or self._retained) and self.connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)

@@ -1,0 +1,74 @@
+"""What the publisher needs to know about one wearer: names, stable ids, settings in force."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from slouchd.posture.settings import DetectionSettings
+
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+
+# The detection settings that commands change and that the state JSON reports as "in force".
+STATE_SETTINGS = ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled")
+
+
+def stable_sensor_id(sensor: str, wearer: str) -> str:
+    """A stable id for Home Assistant unique ids, from the ``[[wearers]] sensor`` value.
+
+    A BLE address gives its 12 hex digits in lower case (``"C4:AA:10:2B:33:01"`` ->
+    ``"c4aa102b3301"``), so the ids survive restarts, renames and a move to another host.
+    Simulated and replayed sources have no hardware: ``"sim-<wearer>"`` / ``"replay-<wearer>"``.
+    An advertised name becomes a slug of that name (``"BBC micro:bit"`` -> ``"bbc-micro-bit"``).
+    The result only holds ``[a-z0-9-]`` (what HA allows in discovery ids, plus no ``_``, which
+    slouchd uses as its separator).
+    """
+    s = sensor.strip()
+    if _MAC.match(s):
+        return re.sub(r"[:-]", "", s).lower()
+    if s.lower() == "simulated":
+        return f"sim-{_slug(wearer)}"
+    if s.lower().startswith("replay:"):
+        return f"replay-{_slug(wearer)}"
+    return _slug(s) or f"sensor-{_slug(wearer)}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class WearerInfo:
+    """One wearer as seen by MQTT and Home Assistant.
+
+    Attributes:
+        name: the wearer's name, used in topics (``slouchd/<name>/...``).
+        sensor_id: stable hardware id (see :func:`stable_sensor_id`); HA unique ids derive from it.
+        model: sensor model for the HA device page (e.g. "micro:bit v2").
+        manufacturer: sensor maker for the HA device page.
+        profile: firmware profile name, shown as the device's hardware version.
+        sw_version: sensor firmware version, if known.
+        detection: the detection settings in force for this wearer (global plus overrides).
+    """
+
+    name: str
+    sensor_id: str
+    model: str = ""
+    manufacturer: str = ""
+    profile: str = ""
+    sw_version: str = ""
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+
+    def settings_state(self) -> dict[str, Any]:
+        """The settings part of the state JSON: what the number/switch/select entities show."""
+        return {k: getattr(self.detection, k) for k in STATE_SETTINGS}
+
+    def with_settings(self, changes: dict[str, Any]) -> WearerInfo:
+        """A copy with some detection settings changed (keys not in DetectionSettings ignored)."""
+        known = {f.name for f in dataclasses.fields(DetectionSettings)}
+        picked = {k: v for k, v in changes.items() if k in known}
+        if not picked:
+            return self
+        return dataclasses.replace(self, detection=dataclasses.replace(self.detection, **picked))

@@ -1,0 +1,445 @@
+"""Payload decoders: notification (or advertisement) bytes -> samples in g and deg/s.
+
+Two layers:
+
+* a *raw decoder* turns bytes into rows of raw numbers (counts, milli-g...), one row per sample:
+  :class:`StructDecoder` for anything a ``struct`` format describes (optionally re-framed from a
+  byte stream on a sync word), and named decoders for what a struct cannot express:
+  :class:`PolarPmdDecoder` (Polar PMD ACC frames, raw and delta-compressed, with the sensor's
+  clock), :class:`WitMotionDecoder` (``55 61`` data frames in a byte stream with ``55 71``
+  register replies mixed in) and :class:`RuuviRawV2Decoder` (RuuviTag RAWv2 advertisements);
+* :class:`ProfileDecoder` picks the profile's acceleration/gyro columns and applies its per-axis
+  scale (sign included), so every decoded sample follows the project convention: at rest, the
+  axis pointing up reads +1 g.
+
+Malformed input never raises: it is reported as :class:`Drop` entries (``reason`` is a short key
+such as ``"short"``, ``"long"``, ``"wrong_header"``, ``"garbage"``) for the caller to count.
+Decoders are pure (no I/O, no clock): host time stamping is the session's job.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slouchd.sensors.profiles import Profile, Stream
+
+#: Seconds from the Unix epoch to 2000-01-01T00:00:00Z, the epoch of Polar's sensor clock.
+POLAR_EPOCH_UNIX_S = 946_684_800.0
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A piece of input that was thrown away: ``reason`` (a short key) and a readable ``detail``."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class RawRows:
+    """What a raw decoder produced from one feed.
+
+    Attributes:
+        rows: raw numbers, shape (n, columns).
+        t_sensor_s: the sensor's own clock for each row in seconds since its epoch, or None.
+        drops: input thrown away, by reason.
+    """
+
+    rows: np.ndarray
+    t_sensor_s: np.ndarray | None = None
+    drops: list[Drop] = field(default_factory=list)
+
+
+def _empty(columns: int, drops: list[Drop] | None = None) -> RawRows:
+    return RawRows(np.empty((0, columns)), None, drops or [])
+
+
+class RawDecoder:
+    """Base of raw decoders. Stateful (framing buffers, previous timestamps): one per link."""
+
+    columns: int = 3
+    #: True when the protocol carries the sensor's clock (``RawRows.t_sensor_s``).
+    has_clock: bool = False
+
+    def feed(self, data: bytes) -> RawRows:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget stream state (partial frames, previous timestamps): call on every new link."""
+
+    def pending(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return 0
+
+
+class Framer:
+    """Cuts a byte stream into fixed-length frames that start with a sync word.
+
+    Bytes before a sync word are garbage (counted). A partial frame waits for the next feed;
+    the buffer never holds more than one frame plus a partial sync word.
+    """
+
+    def __init__(self, sync: bytes, frame_len: int) -> None:
+        self.sync = sync
+        self.frame_len = frame_len
+        self._buf = bytearray()
+
+    def push(self, data: bytes) -> tuple[list[bytes], int]:
+        """Add bytes; return the complete frames and how many bytes were skipped as garbage."""
+        self._buf += data
+        frames: list[bytes] = []
+        garbage = 0
+        while True:
+            idx = self._buf.find(self.sync)
+            if idx < 0:
+                # Keep a tail that could be the start of a sync word split across notifications.
+                keep = min(len(self._buf), len(self.sync) - 1)
+                garbage += len(self._buf) - keep
+                del self._buf[: len(self._buf) - keep]
+                break
+            if idx:
+                garbage += idx
+                del self._buf[:idx]
+            if len(self._buf) < self.frame_len:
+                break
+            frames.append(bytes(self._buf[: self.frame_len]))
+            del self._buf[: self.frame_len]
+        return frames, garbage
+
+    def reset(self) -> None:
+        self._buf.clear()
+
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+class StructDecoder(RawDecoder):
+    """Packets of ``samples`` x ``format`` after an optional header, or frames of a byte stream."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.fmt = struct.Struct(stream.format)
+        self.header = stream.header_bytes
+        self.skip = len(self.header) if stream.skip < 0 else stream.skip
+        self.samples = stream.samples
+        self.columns = stream.columns
+        self.framer = Framer(stream.sync_bytes, stream.frame_len) if stream.sync else None
+
+    def reset(self) -> None:
+        if self.framer is not None:
+            self.framer.reset()
+
+    def pending(self) -> int:
+        return self.framer.pending() if self.framer is not None else 0
+
+    def feed(self, data: bytes) -> RawRows:
+        if self.framer is None:
+            return self._packet(bytes(data))
+        frames, garbage = self.framer.push(bytes(data))
+        drops = [Drop("garbage", f"{garbage} bytes outside frames")] if garbage else []
+        parts = [self._packet(f) for f in frames]
+        rows = [p.rows for p in parts if len(p.rows)]
+        for p in parts:
+            drops.extend(p.drops)
+        if not rows:
+            return _empty(self.columns, drops)
+        return RawRows(np.concatenate(rows), None, drops)
+
+    def _packet(self, pkt: bytes) -> RawRows:
+        h = self.header
+        if h and not pkt.startswith(h):
+            if len(pkt) < len(h) and h.startswith(pkt):
+                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, shorter than the header")])
+            return _empty(self.columns, [Drop("wrong_header", f"starts {pkt[:len(h)].hex(' ')}, "
+                                                              f"expected {h.hex(' ')}")])
+        body = pkt[self.skip:]
+        size = self.fmt.size
+        want = self.samples * size
+        if self.samples:
+            if len(body) < want:
+                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, expected {self.skip + want}")])
+            if len(body) > want:
+                return _empty(self.columns, [Drop("long", f"{len(pkt)} bytes, expected {self.skip + want}")])
+        else:
+            if len(body) < size:
+                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, less than one sample")])
+            if len(body) % size:
+                return _empty(self.columns, [Drop("long", f"{len(body)} payload bytes is not a multiple "
+                                                          f"of the {size}-byte sample")])
+        rows = np.array(list(self.fmt.iter_unpack(body)), dtype=float).reshape(-1, self.columns)
+        if not np.isfinite(rows).all():
+            return _empty(self.columns, [Drop("not_finite", "NaN or infinity in the payload")])
+        return RawRows(rows)
+
+
+class WitMotionDecoder(RawDecoder):
+    """WitMotion WT901BLE byte stream: 20-byte ``55 61`` data frames, ``55 71`` replies skipped.
+
+    Columns: acc x y z, gyro x y z, angle x y z, all raw int16 (scale in the profile).
+    The vendor SDK (WITMOTION/WitBluetooth_BWT901BLE5_0, device_model.py) buffers bytes and
+    resyncs on ``55 61``; register read replies (``55 71``) share the stream and the frame length.
+    """
+
+    columns = 9
+    FRAME = 20
+    DATA, REPLY = 0x61, 0x71
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> RawRows:
+        self._buf += data
+        rows: list[tuple[int, ...]] = []
+        garbage = 0
+        buf = self._buf
+        while True:
+            idx = buf.find(0x55)
+            if idx < 0:
+                garbage += len(buf)
+                buf.clear()
+                break
+            if idx:
+                garbage += idx
+                del buf[:idx]
+            if len(buf) < 2:
+                break
+            if buf[1] not in (self.DATA, self.REPLY):
+                garbage += 1
+                del buf[:1]
+                continue
+            if len(buf) < self.FRAME:
+                break
+            frame = bytes(buf[: self.FRAME])
+            del buf[: self.FRAME]
+            if frame[1] == self.DATA:
+                rows.append(struct.unpack_from("<9h", frame, 2))
+        drops = [Drop("garbage", f"{garbage} bytes outside 55 61 frames")] if garbage else []
+        if not rows:
+            return _empty(self.columns, drops)
+        return RawRows(np.array(rows, dtype=float), None, drops)
+
+    def reset(self) -> None:
+        self._buf.clear()
+
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+class PolarPmdDecoder(RawDecoder):
+    """Polar PMD accelerometer frames (Polar H10 and others), in milli-g.
+
+    Layout (polarofficial/polar-ble-sdk ``PmdDataFrame``/``AccData``): byte 0 measurement type
+    (2 = ACC), bytes 1-8 uint64 LE timestamp of the LAST sample in ns since 2000-01-01, byte 9
+    frame type (bit 7 = delta-compressed), then samples. Raw frame types 0/1/2 are x, y, z as
+    signed 1/2/3-byte LE milli-g. Compressed frames hold a 16-bit reference sample then blocks
+    ``[delta_bits][count][count x 3 deltas, LSB-first]``; type 0 values times ``factor`` are g
+    (x1000 -> mG), type 1 values are mG (times ``factor`` when it is not 1).
+
+    Per-sample times spread back from the frame's timestamp over the time since the previous
+    frame (as the SDK does), or at ``rate_hz`` for the first frame or after a gap.
+    """
+
+    columns = 3
+    has_clock = True
+    ACC = 0x02
+
+    def __init__(self, rate_hz: float, factor: float = 1.0) -> None:
+        self.rate_hz = rate_hz
+        self.factor = factor
+        self._prev_t: float | None = None
+
+    def reset(self) -> None:
+        self._prev_t = None
+
+    def feed(self, data: bytes) -> RawRows:
+        pkt = bytes(data)
+        if len(pkt) < 10:
+            return _empty(3, [Drop("short", f"{len(pkt)} bytes, a PMD frame has a 10-byte header")])
+        if pkt[0] != self.ACC:
+            return _empty(3, [Drop("wrong_header", f"measurement type {pkt[0]}, expected 2 (ACC)")])
+        t_last = int.from_bytes(pkt[1:9], "little") / 1e9
+        ftype = pkt[9]
+        body = pkt[10:]
+        kind = ftype & 0x7F
+        if ftype & 0x80:
+            if kind not in (0, 1):
+                return _empty(3, [Drop("bad_frame", f"compressed frame type {kind} is not ACC")])
+            try:
+                raw = _polar_deltas(body, channels=3, ref_bits=16)
+            except ValueError as err:
+                return _empty(3, [Drop("bad_delta", str(err))])
+            if kind == 0:
+                rows = raw * (self.factor * 1000.0)
+            else:
+                rows = raw * self.factor if self.factor != 1.0 else raw
+        else:
+            if kind not in (0, 1, 2):
+                return _empty(3, [Drop("bad_frame", f"frame type {kind} is not a raw ACC frame")])
+            width = kind + 1
+            step = 3 * width
+            if len(body) < step:
+                return _empty(3, [Drop("short", f"{len(pkt)} bytes, no complete sample")])
+            if len(body) % step:
+                return _empty(3, [Drop("long", f"{len(body)} sample bytes is not a multiple of {step}")])
+            vals = [int.from_bytes(body[i:i + width], "little", signed=True)
+                    for i in range(0, len(body), width)]
+            rows = np.array(vals, dtype=float).reshape(-1, 3)
+        n = len(rows)
+        dt = 1.0 / self.rate_hz
+        if self._prev_t is not None:
+            span = t_last - self._prev_t
+            if 0 < span <= 2.0 * n / self.rate_hz:
+                dt = span / n
+        t = t_last - dt * np.arange(n - 1, -1, -1, dtype=float)
+        self._prev_t = t_last
+        return RawRows(rows, t)
+
+
+def _polar_deltas(body: bytes, channels: int, ref_bits: int) -> np.ndarray:
+    """Decode a PMD delta frame: reference sample, then blocks of bit-packed deltas (LSB first)."""
+    ref_bytes = ref_bits // 8
+    need = channels * ref_bytes
+    if len(body) < need:
+        raise ValueError(f"{len(body)} bytes, shorter than the {need}-byte reference sample")
+    prev = [int.from_bytes(body[i * ref_bytes:(i + 1) * ref_bytes], "little", signed=True)
+            for i in range(channels)]
+    out = [list(prev)]
+    off = need
+    while off < len(body):
+        if off + 2 > len(body):
+            raise ValueError("truncated delta block header")
+        bits, count = body[off], body[off + 1]
+        off += 2
+        if not 1 <= bits <= 32:
+            raise ValueError(f"delta width {bits} bits (1..32 allowed)")
+        nbytes = (bits * channels * count + 7) // 8
+        if off + nbytes > len(body):
+            raise ValueError(f"delta block needs {nbytes} bytes, {len(body) - off} left")
+        packed = int.from_bytes(body[off:off + nbytes], "little")
+        off += nbytes
+        mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+        pos = 0
+        for _ in range(count):
+            for c in range(channels):
+                v = (packed >> pos) & mask
+                pos += bits
+                if v & sign:
+                    v -= 1 << bits
+                prev[c] += v
+            out.append(list(prev))
+    return np.array(out, dtype=float)
+
+
+class RuuviRawV2Decoder(RawDecoder):
+    """RuuviTag data format 5 (RAWv2) manufacturer data, acceleration in milli-g.
+
+    Layout (ruuvi/ruuvi-sensor-protocols ``dataformat_05.md``): 24 bytes, big-endian; byte 0 = 5;
+    bytes 7-12 acceleration x, y, z int16 mG (0x8000 = not available); bytes 16-17 measurement
+    sequence number (repeated advertisements of one measurement share it: dropped as
+    ``duplicate``); bytes 18-23 MAC. A leading company id ``99 04`` (or the whole AD structure
+    ``1B FF 99 04``) is accepted and skipped.
+    """
+
+    columns = 3
+    LENGTH = 24
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, int] | None = None
+
+    def reset(self) -> None:
+        self._last = None
+
+    def feed(self, data: bytes) -> RawRows:
+        pkt = bytes(data)
+        if pkt[1:5] == b"\xff\x99\x04\x05":  # a whole AD structure: length, type 0xFF, company id
+            pkt = pkt[4:]
+        elif pkt[:3] == b"\x99\x04\x05":  # company id 0x0499 little-endian, then the payload
+            pkt = pkt[2:]
+        if not pkt:
+            return _empty(3, [Drop("short", "empty advertisement payload")])
+        if pkt[0] != 5:
+            return _empty(3, [Drop("wrong_header", f"data format {pkt[0]}, expected 5 (RAWv2)")])
+        if len(pkt) < self.LENGTH:
+            return _empty(3, [Drop("short", f"{len(pkt)} bytes, RAWv2 has {self.LENGTH}")])
+        if len(pkt) > self.LENGTH:
+            return _empty(3, [Drop("long", f"{len(pkt)} bytes, RAWv2 has {self.LENGTH}")])
+        acc = struct.unpack_from(">hhh", pkt, 7)
+        if -32768 in acc:
+            return _empty(3, [Drop("not_available", "acceleration marked not available (0x8000)")])
+        (seq,) = struct.unpack_from(">H", pkt, 16)
+        key = (pkt[18:24], seq)
+        if seq != 0xFFFF and key == self._last:
+            return _empty(3, [Drop("duplicate", f"measurement {seq} seen already")])
+        self._last = key
+        return RawRows(np.array([acc], dtype=float))
+
+
+@dataclass(slots=True)
+class Samples:
+    """Decoded samples of one feed, in the project's units and sign convention.
+
+    Attributes:
+        acc_g: acceleration in g, shape (n, 3); at rest the axis pointing up reads +1 g.
+        gyro_dps: angular rate in deg/s, shape (n, 3), or None for accelerometer-only profiles.
+        t_sensor_s: the sensor's clock per sample in seconds since its epoch, or None.
+        drops: input thrown away, by reason.
+    """
+
+    acc_g: np.ndarray
+    gyro_dps: np.ndarray | None
+    t_sensor_s: np.ndarray | None
+    drops: list[Drop]
+
+    def __len__(self) -> int:
+        return int(self.acc_g.shape[0])
+
+
+def make_raw_decoder(profile: Profile) -> RawDecoder:
+    """A fresh raw decoder for the profile's stream."""
+    s = profile.stream
+    if s.decoder == "struct":
+        return StructDecoder(s)
+    if s.decoder == "polar_pmd":
+        return PolarPmdDecoder(profile.rate_hz, float(s.options.get("factor", 1.0)))
+    if s.decoder == "witmotion":
+        return WitMotionDecoder()
+    if s.decoder == "ruuvi_rawv2":
+        return RuuviRawV2Decoder()
+    raise ValueError(f"unknown decoder {s.decoder!r}")
+
+
+class ProfileDecoder:
+    """Bytes -> :class:`Samples` for one profile: raw decoder, column choice, per-axis scale."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.raw = make_raw_decoder(profile)
+        s = profile.stream
+        self._acc_cols = list(s.acc)
+        self._acc_scale = np.array(s.acc_scale, dtype=float)
+        self._gyro_cols = list(s.gyro)
+        self._gyro_scale = np.array(s.gyro_scale, dtype=float) if s.gyro else None
+
+    @property
+    def has_clock(self) -> bool:
+        return self.raw.has_clock
+
+    @property
+    def has_gyro(self) -> bool:
+        return bool(self._gyro_cols)
+
+    def reset(self) -> None:
+        self.raw.reset()
+
+    def pending(self) -> int:
+        return self.raw.pending()
+
+    def feed(self, data: bytes | bytearray) -> Samples:
+        """Decode one notification / advertisement payload. Never raises on bad input."""
+        out = self.raw.feed(bytes(data))
+        rows = out.rows
+        acc = rows[:, self._acc_cols] * self._acc_scale
+        gyro = rows[:, self._gyro_cols] * self._gyro_scale if self._gyro_scale is not None else None
+        return Samples(acc, gyro, out.t_sensor_s, out.drops)

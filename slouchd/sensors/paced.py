@@ -1,0 +1,118 @@
+"""Play a finite or endless run of sample batches in (accelerated) real time.
+
+The simulated wearer and ``replay:PATH`` wearers are offline data; the daemon wants them to
+arrive like a live sensor's: in order, paced by a wall clock, stamped on a wall-clock timeline.
+``speed`` is simulated seconds per real second (1 = real time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+
+import numpy as np
+
+from slouchd.model import SampleBatch
+from slouchd.sensors.base import SensorStatus
+
+# Deliver at most this much wall time apart: small enough for ~1 Hz state at any speed.
+TICK_WALL_S = 0.1
+
+
+class PacedSource:
+    """A SensorSource over batches whose ``t_s`` start near 0 (seconds of recording time).
+
+    Args:
+        batches: a factory returning a fresh iterator of batches (called again to loop).
+        speed: simulated seconds per wall second.
+        start_epoch_s: Unix time that recording time 0 maps to (the sample clock of the output).
+        loop: start again from the beginning at the end (dashboards from a recording).
+        preload: slow preparation (parsing a file) run in a worker thread on entering, so it
+            never blocks the event loop other wearers share; its errors surface there.
+        clock, sleep: injectable wall clock (seconds) and sleep, for tests.
+    """
+
+    def __init__(self, batches: Callable[[], Iterable[SampleBatch]], *, speed: float = 1.0,
+                 start_epoch_s: float | None = None, loop: bool = False,
+                 preload: Callable[[], object] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], object] = asyncio.sleep) -> None:
+        self._factory = batches
+        self._preload = preload
+        self.speed = float(speed)
+        self.start_epoch_s = clock() if start_epoch_s is None else float(start_epoch_s)
+        self.loop = loop
+        self._clock = clock
+        self._sleep = sleep
+        self.status = SensorStatus()
+
+    async def __aenter__(self) -> PacedSource:
+        if self._preload is not None:
+            await asyncio.to_thread(self._preload)
+        self.status.connected = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.status.connected = False
+
+    async def buzz(self, level: int) -> bool:
+        return False  # nothing to vibrate
+
+    def _timeline(self) -> Iterator[SampleBatch]:
+        """Batches on one continuous recording timeline, looping if asked."""
+        offset = 0.0
+        while True:
+            last = None
+            first = None
+            for batch in self._factory():
+                if len(batch) == 0:
+                    continue
+                if first is None:
+                    first = float(batch.t_s[0])
+                last = float(batch.t_s[-1])
+                yield SampleBatch(batch.t_s - first + offset, batch.acc_g, batch.gyro_dps)
+            if not self.loop or last is None or first is None:
+                return
+            offset += last - first + 1.0  # one second of silence between loops
+
+    async def __aiter__(self) -> AsyncIterator[SampleBatch]:
+        """Deliver the samples of each ``TICK_WALL_S`` of wall time when the last of them is due.
+
+        Ticks are cut on a fixed grid of recording time (``TICK_WALL_S * speed`` wide), however the
+        input is chunked: at 1x a recording read in 1 s chunks still arrives 10 times a second,
+        like a live sensor's packets, not as one 1 s lump (which would delay every sample by up
+        to a second and make the daemon's work bursty).
+        """
+        wall0 = self._clock()
+        sim_per_tick = TICK_WALL_S * self.speed
+        pending: list[SampleBatch] = []
+        tick = None  # index of the tick the pending samples belong to
+        for batch in self._timeline():
+            k = np.floor(batch.t_s / sim_per_tick).astype(np.int64)
+            cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(batch)]
+            for a, b in itertools.pairwise(cuts):
+                if pending and k[a] != tick:
+                    yield await self._deliver(pending, wall0)
+                    pending = []
+                pending.append(batch if b - a == len(batch) else _slice(batch, a, b))
+                tick = k[a]
+        if pending:
+            yield await self._deliver(pending, wall0)
+        self.status.connected = False
+
+    async def _deliver(self, pending: list[SampleBatch], wall0: float) -> SampleBatch:
+        """Wait until the last sample of ``pending`` is due, then hand it out on the epoch timeline."""
+        out = pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+        delay = wall0 + float(out.t_s[-1]) / self.speed - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
+        self.status.packets += 1
+        self.status.samples += len(out)
+        return SampleBatch(out.t_s + self.start_epoch_s, out.acc_g, out.gyro_dps)
+
+
+def _slice(batch: SampleBatch, a: int, b: int) -> SampleBatch:
+    gyro = None if batch.gyro_dps is None else batch.gyro_dps[a:b]
+    return SampleBatch(batch.t_s[a:b], batch.acc_g[a:b], gyro)

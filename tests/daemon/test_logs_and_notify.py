@@ -1,0 +1,63 @@
+"""Readable logs that do not flood, and the sd_notify datagrams."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from pathlib import Path
+
+from slouchd.logs import JsonFormatter, RateLimitFilter
+from slouchd.sdnotify import Notifier
+
+
+def record(msg: str, *args: object, name: str = "slouchd.wearer.ana") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.WARNING, __file__, 1, msg, args, None)
+
+
+def test_a_flapping_sensor_does_not_flood_the_log() -> None:
+    now = [0.0]
+    f = RateLimitFilter(burst=5, window_s=60.0, clock=lambda: now[0])
+    passed = sum(f.filter(record("disconnected: %s", i)) for i in range(1000))
+    assert passed == 5
+    now[0] = 61.0
+    r = record("disconnected: %s", "again")
+    assert f.filter(r)
+    assert "995 similar messages suppressed" in r.getMessage()
+
+
+def test_different_messages_are_limited_separately() -> None:
+    f = RateLimitFilter(burst=1, window_s=60.0, clock=lambda: 0.0)
+    assert f.filter(record("a"))
+    assert f.filter(record("b"))
+    assert not f.filter(record("a"))
+
+
+def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
+    r = record("slouch alert level %d", 2)
+    r.wearer = "ana"
+    doc = json.loads(JsonFormatter().format(r))
+    assert doc["level"] == "warning" and doc["logger"] == "slouchd.wearer.ana"
+    assert doc["msg"] == "slouch alert level 2" and doc["wearer"] == "ana"
+
+
+def test_notifier_sends_datagrams_to_notify_socket(tmp_path: Path) -> None:
+    path = tmp_path / "n.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(2)
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000"})
+    assert n.watchdog_s == 30.0
+    assert n.ready("mqtt=connected wearers=1/1 streaming")
+    assert sock.recv(1024).decode().splitlines() == ["READY=1", "STATUS=mqtt=connected wearers=1/1 streaming"]
+    assert n.reloading()
+    lines = sock.recv(1024).decode().splitlines()
+    assert lines[0] == "RELOADING=1" and lines[1].startswith("MONOTONIC_USEC=")
+    n.close()
+    sock.close()
+
+
+def test_notifier_is_silent_outside_systemd() -> None:
+    n = Notifier({})
+    assert not n.enabled and n.watchdog_s is None
+    assert n.ready() is False

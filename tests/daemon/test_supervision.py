@@ -1,0 +1,100 @@
+"""In-process supervision: a failing source is restarted, a wedged adapter ends the process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slouchd.daemon as daemon_mod
+from slouchd.config import parse_config
+from slouchd.daemon import EXIT_ADAPTER, Daemon
+from slouchd.model import SampleBatch
+from slouchd.sensors.base import SensorStatus
+from slouchd.sensors.ble import AdapterWedged
+from tests._broker import MosquittoBroker
+
+
+class ScriptedSource:
+    """A source that delivers a few batches, then raises what the script says."""
+
+    def __init__(self, error: BaseException, batches: int = 3) -> None:
+        self.status = SensorStatus()
+        self.error = error
+        self.batches = batches
+
+    async def __aenter__(self) -> ScriptedSource:
+        self.status.connected = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.status.connected = False
+
+    async def __aiter__(self) -> AsyncIterator[SampleBatch]:
+        for i in range(self.batches):
+            t = 1_700_000_000.0 + i + np.arange(50) / 50.0
+            yield SampleBatch(t, np.tile([0.0, 1.0, 0.0], (50, 1)))
+            await asyncio.sleep(0.01)
+        raise self.error
+
+    async def buzz(self, level: int) -> bool:
+        return False
+
+
+def config(tmp_path: Path, port: int) -> object:
+    return parse_config({
+        "daemon": {"state_dir": str(tmp_path / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": f"sup{tmp_path.name[-6:]}"},
+        "wearers": [{"name": "ana", "sensor": "C4:AA:10:2B:33:01", "profile": "generic"}],
+    })
+
+
+async def test_wedged_adapter_makes_the_daemon_exit_75(
+        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(daemon_mod, "open_source",
+                        lambda *a, **k: ScriptedSource(AdapterWedged("hci0 failed 900 s")))
+    d = Daemon(config(tmp_path, mosquitto.port))
+    code = await asyncio.wait_for(d.run(duration_s=20), 25)
+    assert code == EXIT_ADAPTER
+
+
+async def test_a_crashing_source_is_restarted_and_the_daemon_keeps_running(
+        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    opened = []
+
+    def factory(*a: object, **k: object) -> ScriptedSource:
+        opened.append(1)
+        return ScriptedSource(RuntimeError("decoder bug"))
+
+    monkeypatch.setattr(daemon_mod, "open_source", factory)
+    monkeypatch.setattr(daemon_mod, "RESTART_BACKOFF_MAX_S", 0.2)
+    d = Daemon(config(tmp_path, mosquitto.port))
+    code = await asyncio.wait_for(d.run(duration_s=4), 10)
+    assert code == 0
+    assert len(opened) >= 3
+    assert d.wearers["ana"].restarts >= 2
+    assert "sensor task failed (decoder bug)" in caplog.text
+    assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
+
+
+async def test_reload_naming_an_unknown_profile_keeps_the_running_config(
+        tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+                    f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nbase_topic = "rl"\n'
+                    '[[wearers]]\nname = "ana"\nsensor = "simulated"\nspeed = 10\n')
+    from slouchd.config import load_config
+
+    d = Daemon(load_config(path), config_path=str(path))
+    run = asyncio.get_running_loop().create_task(d.run(duration_s=6))
+    await asyncio.sleep(1.0)
+    path.write_text(path.read_text() + '[[wearers]]\nname = "bo"\nsensor = "C4:AA:10:2B:33:01"\n'
+                    'profile = "no-such-sensor"\n')
+    d.reload()
+    assert [w.name for w in d.config.wearers] == ["ana"] and list(d.wearers) == ["ana"]
+    assert "reload refused" in caplog.text and "no-such-sensor" in caplog.text
+    assert await run == 0

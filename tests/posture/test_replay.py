@@ -1,0 +1,185 @@
+"""The replay CSV format and the ``slouchd replay`` command: the interface users tune with."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slouchd.cli import main
+from slouchd.model import SampleBatch
+from slouchd.sensors.recording import RecordingError, RecordingWriter, parse_recording, read_recording
+from tests.posture.synth import Step, wear
+
+SLOUCHY_DAY = [Step(30), Step(70, 25), Step(30, 0), Step(40, -20), Step(20, 0, 20), Step(30, 3, what="walk")]
+
+
+def write(path: Path, batch: SampleBatch, gyro: bool = True) -> Path:
+    with RecordingWriter(path, gyro=gyro) as w:
+        w.write(batch)
+    return path
+
+
+def replay(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict], str]:
+    code = main(["replay", *args])
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return code, records, err
+
+
+# --- the CSV format -----------------------------------------------------------------------------
+
+def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
+    batch = wear([Step(3, 10)], rate_hz=50)
+    rec = read_recording(write(tmp_path / "r.csv", batch))
+    assert rec.t_s == pytest.approx(batch.t_s, abs=1e-4)
+    assert rec.acc_g == pytest.approx(batch.acc_g, abs=1e-5)
+    assert rec.gyro_dps == pytest.approx(batch.gyro_dps, abs=1e-3)
+
+
+def test_extra_columns_are_ignored_and_columns_may_come_in_any_order() -> None:
+    rec = parse_recording("label,az,t,ay,ax,temp\nsit,0.0,0.00,1.0,0.0,21\nsit,0.1,0.02,0.99,0.0,21\n")
+    assert rec.t_s.tolist() == [0.0, 0.02]
+    assert rec.acc_g[1].tolist() == [0.0, 0.99, 0.1]
+    assert rec.gyro_dps is None
+
+
+def test_blank_lines_are_skipped() -> None:
+    rec = parse_recording("t,ax,ay,az\n\n0,0,1,0\n   \n0.1,0,1,0\n")
+    assert len(rec) == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("t,ax,ay,az\n0,0,1,0\n0.1,0,one,0\n", "line 3: ay = 'one' is not a number"),
+    ("t,ax,ay,az\n0,0,1,0\n0.1,0,1\n", "line 3: 3 fields, the header has 4"),
+    ("t,ax,ay,az\n0,0,1,0\n\n0.1,0,1,0\n0.05,0,1,0\n", "line 5: t = 0.05 is not after"),
+    ("t,ax,ay,az\n0,0,1,0\n0,0,1,0\n", "line 3: t = 0 is not after"),
+    ("t,ax,ay,az\n0,0,1,0\n0.1,nan,1,0\n", "line 3: not a finite number"),
+    ("time,ax,ay,az\n0,0,1,0\n", "line 1: header needs columns t,ax,ay,az (missing t)"),
+    ("t,ax,ay,az,gx,gy\n0,0,1,0,0,0\n", "line 1: gyro columns must be all of gx,gy,gz or none"),
+    ("t,ax,ay,az\n", "no data rows"),
+    ("", "empty file"),
+])
+def test_a_malformed_row_is_an_error_naming_the_line(text: str, message: str) -> None:
+    with pytest.raises(RecordingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_recording(text, "x.csv")
+
+
+def test_batches_cover_the_recording_in_chunks() -> None:
+    rec = parse_recording("t,ax,ay,az\n" + "".join(f"{i * 0.04:.2f},0,1,0\n" for i in range(1000)))
+    parts = list(rec.batches(chunk_s=7.0))
+    assert sum(len(b) for b in parts) == 1000
+    assert all(b.t_s[-1] - b.t_s[0] < 7.0 for b in parts)
+    assert np.all(np.diff(np.concatenate([b.t_s for b in parts])) > 0)
+
+
+def test_writer_skips_samples_that_do_not_move_time_forward() -> None:
+    buf = io.StringIO()
+    w = RecordingWriter(buf, gyro=False)
+    b = SampleBatch(np.array([0.0, 0.1, 0.1, 0.05, 0.2]), np.tile([0.0, 1.0, 0.0], (5, 1)))
+    w.write(b)
+    w.close()
+    assert len(parse_recording(buf.getvalue())) == 3
+
+
+# --- slouchd replay -----------------------------------------------------------------------------
+
+@pytest.fixture
+def day_csv(tmp_path: Path) -> Path:
+    return write(tmp_path / "day.csv", wear(SLOUCHY_DAY, rate_hz=50))
+
+
+def test_replay_prints_posture_records_every_second_and_events(day_csv: Path, capsys) -> None:
+    code, records, err = replay(capsys, str(day_csv), "--mount=+y,-z")
+    assert code == 0 and err == ""
+    postures = [r for r in records if "posture" in r]
+    assert all(set(r) == {"t", "flexion_deg", "lateral_deg", "posture"} for r in postures)
+    assert [r["t"] for r in postures[:3]] == [1.0, 2.0, 3.0]
+    assert {r["posture"] for r in postures} >= {"upright", "slouching", "walking", "uncalibrated"}
+    events = [r for r in records if "event" in r]
+    assert [e["event"] for e in events if e["event"] != "calibrated"] == ["slouch_alert", "slouch_end"]
+    alert = next(e for e in events if e["event"] == "slouch_alert")
+    assert 60.5 <= alert["t"] <= 62.6 and alert["level"] == 1
+    times = [r["t"] for r in records]
+    assert times == sorted(times)
+
+
+def test_replay_every_and_set_options(day_csv: Path, capsys) -> None:
+    code, records, _ = replay(capsys, str(day_csv), "--every", "0.5", "--set", "detection.threshold_deg=30",
+                              "--set", "detection.dwell_s=10")
+    assert code == 0
+    postures = [r for r in records if "posture" in r]
+    assert postures[1]["t"] - postures[0]["t"] == pytest.approx(0.5)
+    assert not any(r.get("event") == "slouch_alert" for r in records)
+
+
+def test_replay_calibrate_at_takes_the_upright_window_there(day_csv: Path, capsys) -> None:
+    # Calibrating inside the 25 deg slouch makes that slouch the reference: no alert then.
+    code, records, _ = replay(capsys, str(day_csv), "--mount=+y,-z", "--calibrate-at", "40")
+    assert code == 0
+    cal = [r for r in records if r.get("event") == "calibrated"]
+    assert cal and 42 <= cal[0]["t"] <= 43
+    assert not any(r.get("event") == "slouch_alert" for r in records)
+    assert all(r["posture"] == "uncalibrated" for r in records if "posture" in r and r["t"] < 42)
+
+
+def test_replay_without_gyro_columns_and_with_a_config_file(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "acc.csv", wear(SLOUCHY_DAY, rate_hz=25, gyro=False), gyro=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detection]\ndwell_s = 20\n")
+    code, records, _ = replay(capsys, str(path), "--config", str(cfg))
+    assert code == 0
+    alert = next(r for r in records if r.get("event") == "slouch_alert")
+    assert 50.5 <= alert["t"] <= 52.6
+
+
+def test_replay_summary_is_for_humans(day_csv: Path, capsys) -> None:
+    assert main(["replay", str(day_csv), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "alerts: 1" in out
+    assert "what if" in out and "<- current" in out
+
+
+@pytest.mark.parametrize("args", [
+    ["--mount=+y,+y"], ["--mount=up,out"], ["--every", "0"], ["--calibrate-at", "soon"],
+    ["--set", "detection.threshold_deg=999"], ["--set", "nonsense"], ["--config", "/nonexistent.toml"],
+])
+def test_bad_options_are_one_line_and_exit_2(day_csv: Path, capsys, args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc_info:
+        code = main(["replay", str(day_csv), *args])
+        raise SystemExit(code)
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_bad_csv_line_is_one_line_on_stderr_and_exit_2(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("t,ax,ay,az\n0,0,1,0\n0.02,0,1,0\n0.04,0;1,0\n")
+    assert main(["replay", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 4" in err and str(path) in err
+
+
+async def test_a_recording_plays_back_as_a_wearers_sample_source(tmp_path: Path) -> None:
+    from slouchd.config import parse_config
+    from slouchd.sensors.factory import open_source, plan_source
+
+    path = write(tmp_path / "r.csv", wear([Step(2)], rate_hz=50))
+    cfg = parse_config({"wearers": [{"name": "ana", "sensor": f"replay:{path}", "speed": 1000.0}]})
+    wearer = cfg.wearers[0]
+    plan = plan_source(wearer, cfg)
+    assert plan.kind == "replay" and plan.sensor_id == "replay-ana"
+    source = open_source(plan, wearer, cfg, start_epoch_s=1_700_000_000.0)
+    batches = []
+    async with source:
+        async for b in source:
+            batches.append(b)
+            if sum(len(x) for x in batches) >= 250:  # replay wearers loop the recording
+                break
+    t = np.concatenate([b.t_s for b in batches])
+    assert t[0] == 1_700_000_000.0 and np.all(np.diff(t) > 0)
+    assert await source.buzz(1) is False

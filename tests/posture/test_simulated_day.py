@@ -1,0 +1,36 @@
+"""The tracker on the simulated wearer (ground truth from slouchd.sensors.simulated)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slouchd.model import EventKind, Mount
+from slouchd.posture.settings import DetectionSettings, WellbeingSettings
+from slouchd.posture.tracker import PostureTracker
+from slouchd.sensors.simulated import SimSettings, SimulatedWearer, first_alert_bound_s
+
+
+@pytest.mark.parametrize(("seed", "rate", "gyro", "declared"),
+                         [(1, 50.0, True, True), (2, 25.0, False, True), (3, 100.0, True, False)])
+def test_first_quarter_hour_of_a_simulated_day(seed: int, rate: float, gyro: bool, declared: bool) -> None:
+    sim = SimSettings(seed=seed, rate_hz=rate, gyro=gyro, mount=Mount.parse("-x,+z"), day_s=900.0)
+    wearer = SimulatedWearer(sim)
+    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), sim.mount if declared else None)
+    frames, events = [], []
+    for packet_batch in wearer.batches(5.0):
+        out = tracker.process(packet_batch)
+        frames += out.frames
+        events += out.events
+    alerts = [e for e in events if e.kind is EventKind.SLOUCH_ALERT]
+    clear = wearer.first_clear_slouch
+    # The guaranteed clear slouch alerts in time, and its alert falls inside it.
+    assert alerts and alerts[0].t_s <= first_alert_bound_s
+    assert clear.start_s <= alerts[0].t_s <= clear.end_s
+    # Angles follow the truth while sitting still.
+    t = np.array([f.t_s for f in frames])
+    flex = np.array([np.nan if f.flexion_deg is None else f.flexion_deg for f in frames])
+    true_flex, _, label = wearer.truth(t)
+    still = (label == "upright") | (label == "slouch")
+    ok = still & ~np.isnan(flex) & (t > 60)
+    assert np.sqrt(np.mean((flex[ok] - true_flex[ok]) ** 2)) < 2.0

@@ -1,0 +1,161 @@
+"""Test helpers: a recording MQTT subscriber, a daemon-like command applier, a publisher factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from slouchd.posture.settings import DetectionSettings
+from slouchd.publish.commands import Command, CommandResult
+from slouchd.publish.mqtt import MqttPublisher
+from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
+from slouchd.publish.wearer import WearerInfo
+from slouchd.schema import SettingsError
+from tests._broker import MosquittoBroker
+
+
+def uniq(prefix: str = "t") -> str:
+    """A fresh topic word, so tests sharing the session broker never see each other's retained data."""
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Rec:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    t: float = field(default_factory=time.monotonic)
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Recorder:
+    """A subscriber that records every message and reconnects by itself.
+
+    With ``persistent_id`` it uses a persistent MQTT 3.1.1 session (clean_session off) and QoS 1,
+    like a phone app that must not miss an alert: the broker queues messages while it is away.
+    """
+
+    def __init__(self, broker: MosquittoBroker, topics: tuple[str, ...] = ("#",), *,
+                 persistent_id: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.persistent_id = persistent_id
+        self.tls = tls
+        self.messages: list[Rec] = []
+        self.connects = 0
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._loop())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.broker.host, self.broker.port, identifier=self.persistent_id,
+                    clean_session=self.persistent_id is None, tls_context=self.tls,
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                ) as client:
+                    for t in self.topics:
+                        await client.subscribe(t, qos=1)
+                    self.connects += 1
+                    self._subscribed.set()
+                    async for m in client.messages:
+                        payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                        self.messages.append(Rec(str(m.topic), payload, bool(m.retain), m.qos))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.05)
+
+    def on(self, topic: str) -> list[Rec]:
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(self, pred: Callable[[], Any], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s; recorded "
+                                     f"{[(m.topic, m.payload[:60]) for m in self.messages[-20:]]}")
+            await asyncio.sleep(0.01)
+
+
+async def retained(broker: MosquittoBroker, topic_filter: str, settle_s: float = 0.3,
+                   tls: ssl.SSLContext | None = None) -> dict[str, bytes]:
+    """What a brand-new subscriber gets as retained messages under ``topic_filter``."""
+    out: dict[str, bytes] = {}
+    async with aiomqtt.Client(broker.host, broker.port, tls_context=tls) as client:
+        await client.subscribe(topic_filter, qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settle_s):
+                async for m in client.messages:
+                    if m.retain:
+                        out[str(m.topic)] = bytes(m.payload)  # type: ignore[arg-type]
+    return out
+
+
+async def publish(broker: MosquittoBroker, topic: str, payload: bytes, retain: bool = False,
+                  protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V311) -> None:
+    async with aiomqtt.Client(broker.host, broker.port, protocol=protocol) as client:
+        await client.publish(topic, payload, qos=1, retain=retain)
+
+
+class Applier:
+    """Applies commands the way the daemon does: settings validated by DetectionSettings."""
+
+    def __init__(self) -> None:
+        self.detection: dict[str, DetectionSettings] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, wearer: str, command: Command) -> CommandResult:
+        self.calls.append((wearer, dict(command.values)))
+        current = self.detection.setdefault(wearer, DetectionSettings())
+        try:
+            new = dataclasses.replace(current, **command.settings)
+            new.validate()
+        except SettingsError as err:
+            return CommandResult(False, {}, str(err), command.request_id)
+        self.detection[wearer] = new
+        return CommandResult(True, dict(command.values), "", command.request_id)
+
+
+def make_publisher(broker: MosquittoBroker, wearers: list[WearerInfo], on_command: Any = None,
+                   ha: HomeAssistantSettings | None = None, **settings: Any) -> MqttPublisher:
+    settings.setdefault("host", broker.host)
+    settings.setdefault("port", broker.port)
+    settings.setdefault("reconnect_max_s", 1.0)
+    return MqttPublisher(
+        MqttSettings(**settings),
+        ha or HomeAssistantSettings(birth_delay_max_s=0.2),
+        wearers, on_command or Applier(), backoff_min_s=0.05, rng=random.Random(7))
+
+
+@contextlib.asynccontextmanager
+async def connected(publisher: MqttPublisher, timeout: float = 10.0) -> AsyncIterator[MqttPublisher]:
+    async with publisher:
+        deadline = time.monotonic() + timeout
+        while not publisher.connected:
+            assert time.monotonic() < deadline, "publisher did not connect"
+            await asyncio.sleep(0.01)
+        yield publisher

@@ -1,0 +1,49 @@
+"""CI smoke run of every benchmark: each runs with ``--quick`` (seconds) so none of them rots.
+
+It checks that a script runs, prints its table and final line, and writes JSON results with
+numbers in them. It never asserts a timing: speed is judged by reading the figures, on a known
+machine, not by a test on a shared CI runner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = ["replay", "startup", "live_load", "alert_latency", "soak"]
+
+
+def _numbers(obj: object) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return []
+
+
+@pytest.mark.parametrize("name", BENCHES)
+def test_benchmark_runs_quick_and_reports_numbers(name: str, tmp_path: Path) -> None:
+    script = ROOT / "bench" / f"{name}.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith(f"{name}: "), lines[-5:]
+    assert any(set(line) <= {"-", " "} and "--" in line for line in lines), "no table printed"
+    doc = json.loads((tmp_path / f"{name}-latest-quick.json").read_text())
+    assert doc["bench"] == name and doc["quick"] is True
+    key = doc["key"]
+    values = _numbers(key)
+    assert values, f"no figures in {key}"
+    assert all(math.isfinite(v) for v in values), key
+    assert _numbers(doc["rows"]), "no measured rows"
