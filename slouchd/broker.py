@@ -33,6 +33,25 @@ def pick_port(preferred: int) -> int:
         return int(s.getsockname()[1])
 
 
+def _own_retained_only_broker_class() -> type:
+    """amqtt's Broker, minus its habit of sending a client other clients' retained messages.
+
+    amqtt 0.12 sends every connecting client the retained messages matching *any* client's
+    subscription (it loops over all subscriptions at connect), so a phone app subscribed to
+    ``slouchd/ana/event`` would also receive the discovery payloads slouchd itself watches.
+    Here retained messages go only to sessions that really hold the subscription.
+    """
+    from amqtt.broker import Broker
+
+    class OwnRetainedOnlyBroker(Broker):  # type: ignore[misc]
+        async def _publish_retained_messages_for_subscription(self, subscription, session):  # type: ignore[no-untyped-def]
+            holders = self._subscriptions.get(subscription[0], [])
+            if any(s.client_id == session.client_id for s, _ in holders):
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return OwnRetainedOnlyBroker
+
+
 class EmbeddedBroker:
     """An in-process broker on 127.0.0.1 (async context manager).
 
@@ -48,7 +67,8 @@ class EmbeddedBroker:
     async def start(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            from amqtt.broker import Broker  # imported late: only the no-broker path needs it
+            # imported late: only the no-broker path needs amqtt
+            broker_class = _own_retained_only_broker_class()
 
             config = {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
@@ -56,7 +76,7 @@ class EmbeddedBroker:
                     "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
                 },
             }
-            self._broker = Broker(config)
+            self._broker = broker_class(config)
             await self._broker.start()
         log.info("embedded MQTT broker listening on %s:%d (MQTT 3.1.1)", self.host, self.port)
 

@@ -354,6 +354,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self._stop = asyncio.Event()
         self._reload_requested = False
+        self._publisher_task: asyncio.Task[None] | None = None
         self.started_at = time.monotonic()
 
     def wearer_infos(self) -> list[WearerInfo]:
@@ -402,30 +403,25 @@ class Daemon:
         # template and would swallow all but a few of these on-demand lines.
         loop.add_signal_handler(signal.SIGUSR1, lambda: log.info(self.health_line()))
         try:
-            mqtt_settings = self.config.mqtt
-            if not mqtt_settings.host:
-                self.broker = EmbeddedBroker(mqtt_settings.port)
+            if not self.config.mqtt.host:
+                self.broker = EmbeddedBroker(self.config.mqtt.port)
                 await self.broker.start()
-                # amqtt speaks MQTT 3.1.1 only (a v5 CONNECT with a will stalls it).
-                mqtt_settings = dataclasses.replace(mqtt_settings, host=self.broker.host,
-                                                    port=self.broker.port, protocol="3.1.1")
             for w in self.config.wearers:
                 self.wearers[w.name] = WearerRuntime(self, w)
-            self.publisher = MqttPublisher(mqtt_settings, self.config.homeassistant,
-                                           self.wearer_infos(), on_command=self.on_command)
-            publisher_task = loop.create_task(self.publisher.run(), name="mqtt")
+            self.publisher = self._make_publisher(self.config, self.broker)
+            self._publisher_task = loop.create_task(self.publisher.run(), name="mqtt")
             for rt in self.wearers.values():
                 rt.start()
             # Ready = config loaded and tasks started; not gated on the broker or the sensors.
             self.notifier.ready(self.status_line())
             log.info("slouchd %s running %d wearer(s): %s", __version__, len(self.wearers),
                      ", ".join(self.wearers) or "none")
-            house = loop.create_task(self._housekeeping(publisher_task), name="housekeeping")
+            house = loop.create_task(self._housekeeping(), name="housekeeping")
             stop_wait = loop.create_task(self._stop.wait())
             await asyncio.wait([stop_wait], timeout=duration_s)
             stop_wait.cancel()
             house.cancel()
-            await self._shutdown(publisher_task)
+            await self._shutdown()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
@@ -434,7 +430,7 @@ class Daemon:
             self.notifier.close()
         return self.exit_code
 
-    async def _shutdown(self, publisher_task: asyncio.Task[None]) -> None:
+    async def _shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping: saving state and publishing offline")
         await asyncio.gather(*(rt.stop() for rt in self.wearers.values()))
@@ -443,11 +439,13 @@ class Daemon:
                 self.publisher.set_availability(name, False)
             with contextlib.suppress(Exception):
                 await self.publisher.close(timeout_s=3.0)
-        publisher_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await publisher_task
+        task = self._publisher_task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
-    async def _housekeeping(self, publisher_task: asyncio.Task[None]) -> None:
+    async def _housekeeping(self) -> None:
         """Status lines, watchdog pings while healthy, dead-task detection, reloads."""
         wd = self.notifier.watchdog_s
         ping_every = wd / 2.0 if wd else None
@@ -471,8 +469,9 @@ class Daemon:
                         return
                     log.error("wearer %s task ended unexpectedly (%r); restarting", rt.name, err)
                     rt.start()
-            healthy = not publisher_task.done()
-            if publisher_task.done() and not publisher_task.cancelled():
+            publisher_task = self._publisher_task
+            healthy = publisher_task is not None and not publisher_task.done()
+            if publisher_task is not None and publisher_task.done() and not publisher_task.cancelled():
                 log.error("MQTT task ended unexpectedly (%r)", publisher_task.exception())
             status = self.status_line()
             if status != last_status:
@@ -493,14 +492,16 @@ class Daemon:
             new = load_config(self.config_path, self.overrides)
             for w in new.wearers:  # unknown profiles, bad profile files: refuse before changing anything
                 plan_source(w, new)
+            mqtt_changed = (new.mqtt != self.config.mqtt or new.homeassistant != self.config.homeassistant
+                            # a rotated password_file applies on SIGHUP too
+                            or (self.publisher is not None and self.publisher.password_changed(new.mqtt)))
+            swap = self._prepare_publisher(new) if mqtt_changed else None  # bad password file, TLS
         except (ConfigError, OSError, ValueError) as err:
             log.error("reload refused, keeping the running config: %s", err)
             self.notifier.ready(self.status_line())
             return
         old = self.config
         self.config = new
-        if new.mqtt != old.mqtt or new.homeassistant != old.homeassistant:
-            log.warning("[mqtt]/[homeassistant] changed: restart slouchd to apply them")
         new_names = {w.name for w in new.wearers}
         for name in list(self.wearers):
             if name not in new_names:
@@ -533,8 +534,77 @@ class Daemon:
                 self.publisher.publish_state(rt.name, rt.state_payload(rt.tracker.frame))
         if self.publisher is not None:
             self.publisher.set_wearers(self.wearer_infos())
+        if swap is not None:
+            self._swap_publisher(old, new, *swap)
         log.info("configuration reloaded from %s", self.config_path or "<defaults>")
         self.notifier.ready(self.status_line())
+
+    def _make_publisher(self, config: Config, broker: EmbeddedBroker | None) -> MqttPublisher:
+        """A publisher for ``config``'s [mqtt]/[homeassistant]; raises on unreadable secrets."""
+        mqtt_settings = config.mqtt
+        if broker is not None:
+            # amqtt speaks MQTT 3.1.1 only (a v5 CONNECT with a will stalls it).
+            mqtt_settings = dataclasses.replace(mqtt_settings, host=broker.host, port=broker.port,
+                                                protocol="3.1.1")
+        return MqttPublisher(mqtt_settings, config.homeassistant, self.wearer_infos(),
+                             on_command=self.on_command)
+
+    def _prepare_publisher(self, new: Config) -> tuple[MqttPublisher, EmbeddedBroker | None]:
+        """The publisher (and embedded broker) a reload to ``new`` would switch to.
+
+        Built before anything changes, so an unreadable password file or TLS key refuses the
+        whole reload. An embedded broker on an unchanged port is kept; a new one is only
+        started by :meth:`_swap_publisher`.
+        """
+        broker: EmbeddedBroker | None = None
+        if not new.mqtt.host:
+            keep = self.broker is not None and not self.config.mqtt.host and (
+                new.mqtt.port == self.config.mqtt.port)
+            broker = self.broker if keep else EmbeddedBroker(new.mqtt.port)
+        return self._make_publisher(new, broker), broker
+
+    def _swap_publisher(self, old: Config, new: Config, publisher: MqttPublisher,
+                        broker: EmbeddedBroker | None) -> None:
+        """Switch MQTT sessions after a reload changed [mqtt] or [homeassistant].
+
+        Queued alerts, sequence numbers and the newest values move to the new publisher at
+        once (nothing published from now on is lost); the old session then sends its
+        clean-up and ``offline`` and disconnects before the new one connects, so the same
+        client id on the same broker never fights itself and ``online`` is the last word.
+        """
+        previous, previous_task = self.publisher, self._publisher_task
+        assert previous is not None
+        publisher.set_wearers(self.wearer_infos())
+        publisher.take_over(previous)
+        same_broker = (old.mqtt.host, old.mqtt.port) == (new.mqtt.host, new.mqtt.port)
+        previous.retire(
+            clear_discovery=same_broker and old.homeassistant.discovery and (
+                not new.homeassistant.discovery
+                or new.homeassistant.discovery_prefix != old.homeassistant.discovery_prefix),
+            clear_topics=same_broker and new.mqtt.base_topic != old.mqtt.base_topic)
+        self.publisher = publisher
+        log.info("[mqtt]/[homeassistant] changed: reconnecting to %s:%d",
+                 new.mqtt.host or "the embedded broker", new.mqtt.port)
+
+        async def switch() -> None:
+            with contextlib.suppress(Exception):
+                await previous.close(timeout_s=3.0)
+            if previous_task is not None:
+                previous_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await previous_task
+            if broker is not self.broker:
+                if self.broker is not None:
+                    await self.broker.stop()
+                self.broker = broker
+                if broker is not None:
+                    try:
+                        await broker.start()
+                    except Exception as err:  # the publisher keeps retrying; say why it cannot connect
+                        log.error("embedded MQTT broker failed to start on port %d: %s", broker.port, err)
+            await publisher.run()
+
+        self._publisher_task = asyncio.get_running_loop().create_task(switch(), name="mqtt")
 
     async def _restart_wearer(self, rt: WearerRuntime) -> None:
         if rt.task is not None:

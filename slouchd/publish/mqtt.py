@@ -259,6 +259,7 @@ class MqttPublisher:
         self._stop = asyncio.Event()
         self._done = asyncio.Event()
         self._closing = False
+        self._topics_cleared = False  # retire(clear_topics=True): no "offline" for the wearers
         self._client: aiomqtt.Client | None = None
         self._v5 = False
         self._task: asyncio.Task[None] | None = None
@@ -368,6 +369,58 @@ class MqttPublisher:
             # Written after the clears: a renamed wearer on the same sensor keeps its device.
             self._announce_wearer(info)
 
+    def password_changed(self, settings: MqttSettings) -> bool:
+        """Whether ``settings`` (its ``password_file`` read again) give another password.
+
+        Raises:
+            SettingsError: the password file cannot be read.
+        """
+        return read_password(settings) != self._password
+
+    def take_over(self, old: MqttPublisher) -> None:
+        """Carry ``old``'s queue and newest values into this publisher (a config reload).
+
+        Queued events move here in order, keeping their sequence numbers, and the numbering
+        goes on from ``old``'s; the newest state, stats and sensor link of the wearers this
+        publisher has are sent on its first connection; counters keep counting. Call it
+        before this publisher runs and before ``old.close()``. An event ``old`` was sending at
+        that moment may reach subscribers twice (at-least-once, as after any reconnect).
+        """
+        self._events.extend(old._events)
+        old._events.clear()
+        self._seq.update(old._seq)
+        for name in self._wearers:
+            if name in old._state:
+                self._state[name] = {**old._state[name], **self._wearers[name].settings_state()}
+                self._state_pending.add(name)
+                self._state_now.add(name)
+            if name in old._stats:
+                self._stats[name] = old._stats[name]
+            if name in old._availability:
+                self._availability[name] = old._availability[name]
+        for counter in ("published", "dropped", "reconnects", "refused", "resent", "state_published"):
+            setattr(self, counter, getattr(self, counter) + getattr(old, counter))
+
+    def retire(self, *, clear_discovery: bool, clear_topics: bool) -> None:
+        """Queue the clean-up of what this publisher leaves behind on its broker (a reload).
+
+        ``clear_discovery`` empties the retained Home Assistant discovery of every wearer (so
+        its entities go away); ``clear_topics`` empties their retained state, stats and
+        availability (the base topic moved). :meth:`close` sends them before ``offline``.
+        """
+        for info in self._wearers.values():
+            if clear_discovery and self._ha.discovery:
+                self._put_retained(ha_discovery.discovery_topic(self._ha.discovery_prefix, info), b"")
+            if clear_topics:
+                for topic in self._topics.wearer_topics(info.name):
+                    self._put_retained(topic, b"")
+        if clear_topics:
+            self._topics_cleared = True
+            self._state_pending.clear()
+            self._state.clear()
+            self._stats.clear()
+            self._availability.clear()
+
     async def run(self) -> None:
         """Connect and stay connected until :meth:`close`; never raises for broker trouble."""
         self._done.clear()
@@ -431,7 +484,7 @@ class MqttPublisher:
         self._state_pending.clear()
         if self.connected:
             await self._wait_flushed(deadline - timeout_s * 0.3)
-            for name in self._wearers:
+            for name in ([] if self._topics_cleared else self._wearers):
                 self._put_retained(self._topics.availability(name), OFFLINE.encode())
             self._retained.pop(self._topics.bridge_state, None)
             self._put_retained(self._topics.bridge_state, OFFLINE.encode())  # last, after the sensors

@@ -161,10 +161,11 @@ class DaemonProcess:
 
 
 def write_config(path: Path, *, port: int, state_dir: Path, wearers: str,
-                 detection: str = "", base_topic: str = "slouchd") -> Path:
+                 detection: str = "", base_topic: str = "slouchd", extra: str = "") -> Path:
     path.write_text(
         f'[daemon]\nstate_dir = "{state_dir}"\nlog_level = "info"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nbase_topic = "{base_topic}"\n'
+        f"{extra}\n"
         f"[detection]\n{detection}\n"
         f"{wearers}\n")
     return path

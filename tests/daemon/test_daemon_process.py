@@ -199,3 +199,43 @@ def test_one_failing_sensor_leaves_the_other_wearers_alerts_flowing(
         assert "wearers=1/2 streaming" in status or "wearers=2/2" not in status
     finally:
         d.stop()
+
+
+def test_sighup_with_a_new_broker_and_base_topic_moves_the_session_without_a_restart(
+        tmp_path: Path, mosquitto: MosquittoBroker, private_mosquitto: MosquittoBroker, topic: str,
+        recorder: Recorder, notify: NotifySocket) -> None:
+    """[mqtt] changes apply on reload: old broker told offline, new one gets everything."""
+    state_dir = tmp_path / "state"
+    prefix = f"ha{topic}"
+    ha = f'[homeassistant]\ndiscovery_prefix = "{prefix}"\n'
+    cfg = write_config(tmp_path / "c.toml", port=mosquitto.port, state_dir=state_dir,
+                       wearers=one_sim(), base_topic=topic, extra=ha)
+    d = DaemonProcess(cfg, notify=notify)
+    new_topic = f"{topic}x"
+    moved = Recorder(private_mosquitto.host, private_mosquitto.port, topics=(f"{new_topic}/#", f"{prefix}/#"))
+    try:
+        recorder.wait_for(lambda m: m.topic == f"{topic}/ana/state")
+        write_config(cfg, port=private_mosquitto.port, state_dir=state_dir, wearers=one_sim(),
+                     base_topic=new_topic, extra=ha)
+        t_hup = time.monotonic()
+        d.signal(signal.SIGHUP)
+        notify.wait_for("READY=1", since=t_hup)
+        recorder.wait_for(lambda m: m.topic == f"{topic}/bridge/state" and m.payload == b"offline",
+                          since=t_hup, timeout_s=10)
+        recorder.wait_for(lambda m: m.topic == f"{topic}/ana/availability" and m.payload == b"offline",
+                          since=t_hup, timeout_s=5)
+        moved.wait_for(lambda m: m.topic == f"{new_topic}/bridge/state" and m.payload == b"online")
+        disc = moved.wait_for(lambda m: m.topic.startswith(f"{prefix}/device/"))
+        assert disc.json()["components"]["flexion"]["state_topic"] == f"{new_topic}/ana/state"
+        first = moved.wait_for(lambda m: m.topic == f"{new_topic}/ana/state")
+        assert first.json()["calibrated"] is True  # same wearer, same calibration: no reconnect
+        time.sleep(2.0)
+        late = [m for m in recorder.on(f"{topic}/ana/state") if m.at > t_hup + 1.0]
+        assert not late  # nothing goes to the old broker any more
+        assert len(moved.on(f"{new_topic}/ana/state")) >= 2
+        assert "sensor settings changed" not in d.log()
+        assert "[mqtt]/[homeassistant] changed: reconnecting" in d.log()
+        assert d.proc.poll() is None
+    finally:
+        moved.close()
+        d.stop()
