@@ -110,7 +110,8 @@ def run_profiles(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def parse_payload(words: list[str]) -> bytes:
-    text = re.sub(r"[\s:,]|0x", "", "".join(words), flags=re.I)
+    # Separators people paste from scanners and logs: spaces, : , - _ . [ ] < >, 0x and \x prefixes.
+    text = re.sub(r"[\s:,\-_.\[\]<>]|0x|\\x", "", "".join(words), flags=re.I)
     if not text or len(text) % 2 or not re.fullmatch(r"[0-9a-fA-F]*", text):
         raise CliError(f"not hex bytes: {' '.join(words)!r}")
     return bytes.fromhex(text)

@@ -235,7 +235,9 @@ class PolarPmdDecoder(RawDecoder):
     frame type (bit 7 = delta-compressed), then samples. Raw frame types 0/1/2 are x, y, z as
     signed 1/2/3-byte LE milli-g. Compressed frames hold a 16-bit reference sample then blocks
     ``[delta_bits][count][count x 3 deltas, LSB-first]``; type 0 values times ``factor`` are g
-    (x1000 -> mG), type 1 values are mG (times ``factor`` when it is not 1).
+    (x1000 -> mG), type 1 values are mG (times ``factor`` when one is given). The factor is not in
+    the frame (the SDK takes it from the measurement settings), so a compressed type 0 frame
+    without ``[stream.options] factor`` is dropped as ``needs_factor`` rather than read as mG.
 
     Per-sample times spread back from the frame's timestamp over the time since the previous
     frame (as the SDK does), or at ``rate_hz`` for the first frame or after a gap.
@@ -245,7 +247,7 @@ class PolarPmdDecoder(RawDecoder):
     has_clock = True
     ACC = 0x02
 
-    def __init__(self, rate_hz: float, factor: float = 1.0) -> None:
+    def __init__(self, rate_hz: float, factor: float | None = None) -> None:
         self.rate_hz = rate_hz
         self.factor = factor
         self._prev_t: float | None = None
@@ -271,9 +273,12 @@ class PolarPmdDecoder(RawDecoder):
             except ValueError as err:
                 return _empty(3, [Drop("bad_delta", str(err))])
             if kind == 0:
+                if self.factor is None:
+                    return _empty(3, [Drop("needs_factor", "compressed type 0 frames need "
+                                           "[stream.options] factor (from the PMD settings)")])
                 rows = raw * (self.factor * 1000.0)
             else:
-                rows = raw * self.factor if self.factor != 1.0 else raw
+                rows = raw * self.factor if self.factor not in (None, 1.0) else raw
         else:
             if kind not in (0, 1, 2):
                 return _empty(3, [Drop("bad_frame", f"frame type {kind} is not a raw ACC frame")])
@@ -332,14 +337,33 @@ def _polar_deltas(body: bytes, channels: int, ref_bits: int) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def _ruuvi_manufacturer_data(pkt: bytes) -> bytes:
+    """The RAWv2 payload inside ``pkt``: as is, after company id 0x0499, or in an advertisement."""
+    if pkt[:3] == b"\x99\x04\x05":  # company id 0x0499 little-endian, then the payload
+        return pkt[2:]
+    if pkt[:1] == b"\x05":
+        return pkt
+    i = 0
+    while i + 1 < len(pkt):  # AD structures: [length][type][data...]
+        length = pkt[i]
+        if length == 0:
+            break
+        ad_type, ad_data = pkt[i + 1], pkt[i + 2:i + 1 + length]
+        if ad_type == 0xFF and ad_data[:2] == b"\x99\x04":
+            return ad_data[2:]
+        i += 1 + length
+    return pkt
+
+
 class RuuviRawV2Decoder(RawDecoder):
     """RuuviTag data format 5 (RAWv2) manufacturer data, acceleration in milli-g.
 
     Layout (ruuvi/ruuvi-sensor-protocols ``dataformat_05.md``): 24 bytes, big-endian; byte 0 = 5;
     bytes 7-12 acceleration x, y, z int16 mG (0x8000 = not available); bytes 16-17 measurement
     sequence number (repeated advertisements of one measurement share it: dropped as
-    ``duplicate``); bytes 18-23 MAC. A leading company id ``99 04`` (or the whole AD structure
-    ``1B FF 99 04``) is accepted and skipped.
+    ``duplicate``); bytes 18-23 MAC. A leading company id ``99 04``, its AD structure
+    ``1B FF 99 04``, or a whole advertisement (flags first, as scanner apps show it) is accepted:
+    the Ruuvi manufacturer data is taken out of it.
     """
 
     columns = 3
@@ -352,11 +376,7 @@ class RuuviRawV2Decoder(RawDecoder):
         self._last = None
 
     def feed(self, data: bytes) -> RawRows:
-        pkt = bytes(data)
-        if pkt[1:5] == b"\xff\x99\x04\x05":  # a whole AD structure: length, type 0xFF, company id
-            pkt = pkt[4:]
-        elif pkt[:3] == b"\x99\x04\x05":  # company id 0x0499 little-endian, then the payload
-            pkt = pkt[2:]
+        pkt = _ruuvi_manufacturer_data(bytes(data))
         if not pkt:
             return _empty(3, [Drop("short", "empty advertisement payload")])
         if pkt[0] != 5:
@@ -402,7 +422,8 @@ def make_raw_decoder(profile: Profile) -> RawDecoder:
     if s.decoder == "struct":
         return StructDecoder(s)
     if s.decoder == "polar_pmd":
-        return PolarPmdDecoder(profile.rate_hz, float(s.options.get("factor", 1.0)))
+        factor = s.options.get("factor")
+        return PolarPmdDecoder(profile.rate_hz, None if factor is None else float(factor))
     if s.decoder == "witmotion":
         return WitMotionDecoder()
     if s.decoder == "ruuvi_rawv2":

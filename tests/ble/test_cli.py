@@ -39,6 +39,19 @@ def test_decode_prints_one_json_object_per_sample(capsys: pytest.CaptureFixture[
     assert rows == [{"ax": 0.0, "ay": 0.0, "az": -1.0, "gx": 1.5, "gy": 0.0, "gz": -0.5}]
 
 
+@pytest.mark.parametrize("pasted", [
+    "F0FF280004FC", "f0 ff 28 00 04 fc", "F0:FF:28:00:04:FC", "F0-FF-28-00-04-FC",
+    "0xF0 0xFF 0x28 0x00 0x04 0xFC", "<f0ff2800 04fc>", "[F0, FF, 28, 00, 04, FC]",
+    r"\xF0\xFF\x28\x00\x04\xFC",
+])
+def test_decode_accepts_hex_as_scanners_and_logs_print_it(capsys: pytest.CaptureFixture[str],
+                                                          pasted: str) -> None:
+    # micro:bit accelerometer data (x, y, z int16 LE mG), gravity sign flipped to "up reads +1 g".
+    code, out, _ = run(capsys, "decode", "--profile", "microbit", pasted)
+    assert code == 0
+    assert json.loads(out) == {"ax": 0.016, "ay": -0.04, "az": 1.02}
+
+
 def test_decode_accelerometer_only_has_no_gyro_keys(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "decode", "--profile", "ruuvitag",
                        "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F")

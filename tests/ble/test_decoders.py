@@ -20,7 +20,7 @@ from slouchd.sensors.profiles import Profile, load_profiles
 
 PROFILES = load_profiles()
 KNOWN_REASONS = {"short", "long", "wrong_header", "garbage", "bad_frame", "bad_delta", "not_available",
-                 "duplicate", "not_finite"}
+                 "duplicate", "not_finite", "needs_factor"}
 
 
 def decode(profile: str | Profile, hexstr: str):
@@ -128,6 +128,12 @@ def test_polar_delta_frame_type_0_real_vector_with_factor() -> None:
     assert np.all(np.abs(s.acc_g) <= 8.0)  # the test's +-8 g range check
 
 
+def test_polar_compressed_type_0_without_its_factor_is_dropped_not_read_as_milli_g() -> None:
+    # The same AccDataTest.kt frame; the factor lives in the PMD settings, not in the frame.
+    s = decode("polar-h10", "02 00 94 35 77 00 00 00 00 80 71 07 F0 6A 9E 8D")
+    assert len(s) == 0 and reasons(s) == ["needs_factor"]
+
+
 def test_polar_start_request_is_the_documented_one() -> None:
     # bleakheart/PMD: [START=02, ACC=02, (SAMPLE_RATE=00, 1, 50), (RESOLUTION=01, 1, 16), (RANGE=02, 1, 8)]
     writes = [s for s in PROFILES["polar-h10"].startup if s.op == "write"]
@@ -199,6 +205,15 @@ def test_ruuvitag_company_id_prefix_and_repeated_measurements() -> None:
     assert reasons(dec.feed(bytes.fromhex("03291A1ECE1EFC18F94202CA0B53"))) == ["wrong_header"]  # RAWv1
     assert reasons(dec.feed(bytes.fromhex("0512FC5394"))) == ["short"]
     assert reasons(dec.feed(adv[2:] + b"\x00")) == ["long"]
+
+
+def test_ruuvitag_whole_advertisement_as_scanner_apps_show_it() -> None:
+    # dataformat_05.md valid vector inside a full advertisement: flags (02 01 06), then the
+    # manufacturer-specific AD structure (1B FF 99 04 ...), as nRF Connect's raw view shows it.
+    s = decode("ruuvitag", "020106" "1BFF9904" "0512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F")
+    assert_close(s.acc_g, [[0.004, -0.004, 1.036]])
+    other = decode("ruuvitag", "020106" "05FF5900AABB")  # flags + another maker's data only
+    assert len(other) == 0 and reasons(other) == ["wrong_header"]
 
 
 # -- UPRIGHT GO 2, generic ---------------------------------------------------------------------
