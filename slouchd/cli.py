@@ -67,10 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_mount_values(argv: list[str]) -> list[str]:
+    """``--mount -y,+z`` as ``--mount=-y,+z``: argparse would take ``-y,+z`` for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--mount" and i + 1 < len(argv) and argv[i + 1].startswith("-") and "," in argv[i + 1]:
+            out.append(f"--mount={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``slouchd`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_mount_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -137,6 +137,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
     """Load ``path`` (or built-in defaults when None) and apply ``KEY=VALUE`` overrides."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
+    if overrides:  # an error may come from a --set value: say so
+        source = "--set" if path is None else f"{path} with --set"
     for item in overrides or []:
         set_dotted(data, item)
     return parse_config(data, source)

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any, TextIO
 
+import numpy as np
+
 from slouchd.cli import CliError
 from slouchd.config import Config, load_config
 from slouchd.model import EventKind, Mount, Posture
@@ -99,8 +101,9 @@ def run_tracker(rec: Recording, tracker: PostureTracker,
 def posture_record(frame: Any) -> dict[str, Any]:
     return {
         "t": round(frame.t_s, 3),
-        "flexion_deg": None if frame.flexion_deg is None else round(frame.flexion_deg, 1),
-        "lateral_deg": None if frame.lateral_deg is None else round(frame.lateral_deg, 1),
+        # + 0.0 turns -0.0 into 0.0
+        "flexion_deg": None if frame.flexion_deg is None else round(frame.flexion_deg, 1) + 0.0,
+        "lateral_deg": None if frame.lateral_deg is None else round(frame.lateral_deg, 1) + 0.0,
         "posture": frame.posture.value,
     }
 
@@ -108,7 +111,7 @@ def posture_record(frame: Any) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     mount = None
-    if args.mount:
+    if args.mount is not None:
         try:
             mount = Mount.parse(args.mount)
         except ValueError as err:
@@ -117,24 +120,44 @@ def run(args: argparse.Namespace) -> int:
         rec = read_recording(args.file)
     except RecordingError as err:
         raise CliError(str(err)) from None
+    if args.calibrate_at is not None and args.calibrate_at > rec.t_s[-1]:
+        raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {rec.t_s[-1]:g} s")
+    _warn_about_timing(rec, cfg.activity.gap_s, args.file)
     if args.summary:
         _summary(rec, cfg, mount, args, sys.stdout)
         return 0
     out = sys.stdout
     tracker = make_tracker(cfg, mount, args.every, args.calibrate_at)
+    written = 0
     for chunk in run_tracker(rec, tracker, args.calibrate_at):
         lines = _merge(chunk)
         if lines:
             out.write("\n".join(lines) + "\n")
+            written += len(lines)
     out.flush()
+    if not written:
+        sys.stderr.write(f"slouchd replay: warning: {args.file}: no records: {len(rec)} sample(s) over "
+                         f"{rec.duration_s:g} s are too few to judge any posture\n")
     return 0
+
+
+def _warn_about_timing(rec: Recording, gap_s: float, name: str) -> None:
+    """One stderr line when ``t`` cannot be seconds (every sample would be its own data gap)."""
+    if len(rec) < 2:
+        return
+    median_dt = float(np.median(np.diff(rec.t_s)))
+    if median_dt > gap_s:
+        sys.stderr.write(f"slouchd replay: warning: {name}: samples are {median_dt:g} s apart (median), "
+                         f"more than a data gap ({gap_s:g} s): is t in seconds? Nothing can be "
+                         "judged at that rate.\n")
 
 
 def _merge(chunk: TrackerOutput) -> list[str]:
     """Frames and events of one chunk as JSON lines in time order (events first on a tie)."""
     items = [(e.t_s, 0, i, e.to_dict()) for i, e in enumerate(chunk.events)]
     items += [(f.t_s, 1, i, posture_record(f)) for i, f in enumerate(chunk.frames)]
-    items.sort(key=lambda x: (x[0], x[1], x[2]))
+    # Compared at the millisecond the records print: 296.40000000000003 and 296.4 are a tie.
+    items.sort(key=lambda x: (round(x[0], 3), x[1], x[2]))
     return [json.dumps(d, separators=(", ", ": ")) for *_, d in items]
 
 

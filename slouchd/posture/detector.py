@@ -99,6 +99,7 @@ class SlouchDetector:
                 self.t_start = t_s - dt_s - credit
                 self.slouch_s = 0.0
                 self.max_flexion = flexion_deg
+            self.max_flexion = max(self.max_flexion, flexion_deg)
             self.slouch_s += dt_s + credit
             if s.cumulative:
                 # Exposure fills while slouched (capped, so a long slouch is forgiven after

@@ -194,6 +194,13 @@ class PostureTracker:
         """Close the last, partial tick (end of a recording)."""
         out = TrackerOutput()
         self._flush(out)
+        if self._cal_request is not None:
+            # A calibration asked for and never judged must still get its answer.
+            t_end = self._last_tick_end if math.isfinite(self._last_tick_end) else 0.0
+            out.events.append(Event(t_end, EventKind.CALIBRATION_FAILED, {
+                "reason": "the recording ended before a still window of "
+                          f"{max(self.cal_settings.still_s, 2.0):g} s"}))
+            self._cal_request = None
         return out
 
     def request_calibration(self, forward: bool = False) -> None:
@@ -284,6 +291,8 @@ class PostureTracker:
             self._emit_frames_until(gap_end, out)
         self._seen_data = True
         self._last_tick = None
+        if self._cal_request is not None:
+            self._cal_request = -math.inf  # a requested calibration waits for the data to resume
         self._orient.reset()
         self._activity.reset()
         self._rate.reset()
@@ -517,6 +526,10 @@ class PostureTracker:
         cs = self.cal_settings
         requested = self._cal_request is not None
         if requested:
+            if self._cal_request == -math.inf:
+                # Requested before any sample, or the data stopped meanwhile: the wait starts
+                # with the first tick of data (whose start is t - TICK_S).
+                self._cal_request = t - TICK_S
             since = t - (self._cal_request if self._cal_request is not None else t)
             needed = max(cs.still_s, 2.0)
             if self._steady_ticks * TICK_S + 2.0 - TICK_S >= needed - 1e-9 and since >= needed - 1e-9:

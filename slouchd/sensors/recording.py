@@ -10,7 +10,10 @@ The format, as documented in docs/posture.md::
 - one header line naming the columns; ``t`` seconds, ``ax ay az`` acceleration in g,
   ``gx gy gz`` angular rate in deg/s (all three or none); other columns are ignored, columns may
   come in any order;
-- ``t`` strictly increasing; blank lines are skipped;
+- ``t`` strictly increasing; blank lines and lines starting with ``#`` are skipped; a UTF-8 BOM
+  (spreadsheet exports) is ignored; gyro columns that are present but empty in every row mean
+  no gyroscope;
+- ``-`` as the path reads standard input;
 - a malformed or non-increasing row is an error naming its line (1 = the header).
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,15 +99,22 @@ def _column_index(header: list[str], where: str) -> tuple[int, list[int], list[i
 
 def parse_recording(text: str, where: str = "<recording>") -> Recording:
     """Parse replay-CSV text. Raises RecordingError naming ``where`` and the line of the problem."""
+    text = text.removeprefix("\ufeff")
     return _load(io.StringIO(text), where, lambda: text)
 
 
 def read_recording(path: str | os.PathLike[str]) -> Recording:
     """Read a replay CSV file. Raises RecordingError (one line naming the file and line)."""
+    if str(path) == "-":
+        try:
+            return parse_recording(sys.stdin.read(), "<stdin>")
+        except UnicodeDecodeError:
+            raise RecordingError("<stdin>: not UTF-8 text") from None
     p = Path(path)
     try:
-        with p.open(encoding="utf-8", newline="") as fh:
-            return _load(fh, str(p), lambda: p.read_text(encoding="utf-8"))
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" export starts with a byte-order mark.
+        with p.open(encoding="utf-8-sig", newline="") as fh:
+            return _load(fh, str(p), lambda: p.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as err:
         raise RecordingError(unreadable(p, err)) from None
 
@@ -111,7 +122,7 @@ def read_recording(path: str | os.PathLike[str]) -> Recording:
 def _load(fh: TextIO, where: str, whole_text: Callable[[], str]) -> Recording:
     """Fast path: numpy's C reader on the rows; any problem is then located by the slow path."""
     header_line = ""
-    while not header_line.strip():
+    while not header_line.strip() or header_line.lstrip().startswith("#"):
         header_line = fh.readline()
         if not header_line:
             raise RecordingError(f"{where}: empty file (expected a header t,ax,ay,az[,gx,gy,gz])")
@@ -121,14 +132,21 @@ def _load(fh: TextIO, where: str, whole_text: Callable[[], str]) -> Recording:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            values = np.loadtxt(fh, delimiter=",", usecols=wanted, ndmin=2, comments=None, dtype=float)
+            values = np.loadtxt(fh, delimiter=",", usecols=wanted, ndmin=2, comments="#", dtype=float)
     except ValueError:
         values = None
+    if values is not None and values.shape[0] > 0:
+        # usecols does not notice a row with more fields than the header: count them.
+        body = _body(whole_text())
+        if sum(_data(ln).count(",") for _, ln in body) != (len(header) - 1) * len(body):
+            values = None
     if values is None or values.shape[0] == 0:
         body = _body(whole_text())
         if not body:
             raise RecordingError(f"{where}: no data rows after the header")
-        values = _parse_slowly(body, len(header), wanted, header, where)
+        values = _parse_slowly(body, len(header), wanted, header, where, gyro_i)
+    if gyro_i is not None and np.isnan(values[:, 4:7]).all():
+        gyro_i, values = None, values[:, :4]  # gyro columns present but empty: no gyroscope
     bad = ~np.all(np.isfinite(values), axis=1)
     if bad.any():
         no, ln = _body(whole_text())[int(np.argmax(bad))]
@@ -145,22 +163,30 @@ def _load(fh: TextIO, where: str, whole_text: Callable[[], str]) -> Recording:
     return Recording(np.ascontiguousarray(t), acc, gyro)
 
 
+def _data(line: str) -> str:
+    """A row without its trailing ``# comment``."""
+    return line.split("#", 1)[0]
+
+
 def _body(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of every non-blank line after the header."""
+    """(line number, text) of every data line after the header (not blank, not a comment)."""
     lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), len(lines))
-    return [(no, ln) for no, ln in enumerate(lines[first + 1:], start=first + 2) if ln.strip()]
+    first = next((i for i, ln in enumerate(lines) if _data(ln).strip()), len(lines))
+    return [(no, ln) for no, ln in enumerate(lines[first + 1:], start=first + 2) if _data(ln).strip()]
 
 
 def _parse_slowly(body: list[tuple[int, str]], ncol: int, wanted: list[int], header: list[str],
-                  where: str) -> np.ndarray:
-    """Row by row, only to name the first bad line."""
+                  where: str, gyro_i: list[int] | None) -> np.ndarray:
+    """Row by row: names the first bad line; empty gyro cells become NaN (see _load)."""
     out = np.empty((len(body), len(wanted)))
     for r, (no, ln) in enumerate(body):
-        cells = ln.split(",")
+        cells = _data(ln).split(",")
         if len(cells) != ncol:
             raise RecordingError(f"{where}: line {no}: {len(cells)} fields, the header has {ncol}")
         for c, idx in enumerate(wanted):
+            if gyro_i is not None and idx in gyro_i and not cells[idx].strip():
+                out[r, c] = np.nan
+                continue
             try:
                 out[r, c] = float(cells[idx])
             except ValueError:

@@ -183,3 +183,98 @@ async def test_a_recording_plays_back_as_a_wearers_sample_source(tmp_path: Path)
     t = np.concatenate([b.t_s for b in batches])
     assert t[0] == 1_700_000_000.0 and np.all(np.diff(t) > 0)
     assert await source.buzz(1) is False
+
+
+# --- inputs as other tools write them, and edge options (found by an adversarial review) ---------
+
+def test_spreadsheet_bom_comments_and_empty_gyro_columns_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf# exported from a phone app\nt,ax,ay,az,gx,gy,gz\n"
+                     b"0.00,0,1,0,,,\n# a note\n0.02,0,1,0.01,,,\n")
+    rec = read_recording(path)
+    assert rec.t_s.tolist() == [0.0, 0.02] and rec.gyro_dps is None
+    assert rec.acc_g[1].tolist() == [0.0, 1.0, 0.01]
+
+
+def test_a_row_with_more_fields_than_the_header_is_an_error() -> None:
+    with pytest.raises(RecordingError, match="line 3: 5 fields, the header has 4"):
+        parse_recording("t,ax,ay,az\n0,0,1,0\n0.02,0,1,0,7\n", "x.csv")
+
+
+def test_gyro_empty_on_some_rows_only_is_an_error_naming_the_line() -> None:
+    with pytest.raises(RecordingError, match="line 3: not a finite number"):
+        parse_recording("t,ax,ay,az,gx,gy,gz\n0,0,1,0,1,2,3\n0.02,0,1,0,,,\n", "x.csv")
+
+
+def test_replay_reads_standard_input(day_csv: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(day_csv.read_text()))
+    code, from_stdin, _ = replay(capsys, "-", "--mount=+y,-z")
+    _, from_file, _ = replay(capsys, str(day_csv), "--mount=+y,-z")
+    assert code == 0 and from_stdin == from_file and len(from_file) > 200
+
+
+def test_calibrate_at_the_first_sample_calibrates_on_the_opening_still_window(day_csv: Path, capsys) -> None:
+    code, records, _ = replay(capsys, str(day_csv), "--mount", "+y,-z", "--calibrate-at", "0")
+    assert code == 0
+    cal = [r for r in records if r.get("event", "").startswith("calibrat")]
+    assert cal[0]["event"] == "calibrated" and 1.9 <= cal[0]["t"] <= 3.0
+    assert any(r.get("event") == "slouch_alert" for r in records)
+
+
+def test_calibrate_at_inside_a_data_gap_waits_for_the_data(tmp_path: Path, capsys) -> None:
+    first = wear([Step(20)], rate_hz=50)
+    second = wear([Step(20)], rate_hz=50, t0=200.0)
+    joined = SampleBatch(np.concatenate([first.t_s, second.t_s]), np.vstack([first.acc_g, second.acc_g]),
+                         np.vstack([first.gyro_dps, second.gyro_dps]))
+    path = write(tmp_path / "gap.csv", joined)
+    code, records, _ = replay(capsys, str(path), "--mount=+y,-z", "--calibrate-at", "100")
+    cal = [r for r in records if r.get("event", "").startswith("calibrat")]
+    assert code == 0 and cal[0]["event"] == "calibrated" and 201.9 <= cal[0]["t"] <= 203.0
+
+
+def test_calibrate_at_past_the_end_is_refused_and_an_unmet_request_answered(day_csv: Path, capsys) -> None:
+    code, _, err = replay(capsys, str(day_csv), "--calibrate-at", "5000")
+    assert code == 2 and "--calibrate-at 5000: the recording ends at t = 219.98 s" in err
+    code, records, _ = replay(capsys, str(day_csv), "--calibrate-at", "219.5")
+    assert code == 0
+    assert records[-2] == {"t": 220.0, "event": "calibration_failed",
+                           "reason": "the recording ended before a still window of 2 s"}
+
+
+def test_events_come_before_posture_records_of_the_same_time(day_csv: Path, capsys) -> None:
+    _, records, _ = replay(capsys, str(day_csv), "--mount=+y,-z", "--every", "0.1")
+    alert = next(i for i, r in enumerate(records) if r.get("event") == "slouch_alert")
+    same_t = [r for r in records if r["t"] == records[alert]["t"]]
+    assert "event" in same_t[0] and "posture" in same_t[-1]
+    assert records[alert]["t"] == round(records[alert]["t"], 3)
+
+
+def test_slouch_end_reports_the_deepest_flexion_of_the_slouch(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "deepening.csv", wear([Step(30), Step(40, 18), Step(40, 30), Step(30, 0)]))
+    _, records, _ = replay(capsys, str(path), "--mount=+y,-z")
+    end = next(r for r in records if r.get("event") == "slouch_end")
+    assert 28.5 <= end["max_flexion_deg"] <= 31.5
+
+
+def test_a_negative_mount_axis_may_follow_a_space(day_csv: Path, capsys) -> None:
+    _, spaced, _ = replay(capsys, str(day_csv), "--mount", "-y,+z")
+    _, joined, _ = replay(capsys, str(day_csv), "--mount=-y,+z")
+    assert spaced == joined and spaced
+    code, _, err = replay(capsys, str(day_csv), "--mount=")
+    assert code == 2 and "--mount" in err
+
+
+def test_times_in_milliseconds_and_too_short_files_are_explained(tmp_path: Path, capsys) -> None:
+    ms = tmp_path / "ms.csv"
+    ms.write_text("t,ax,ay,az\n" + "".join(f"{i * 20},0,1,0\n" for i in range(500)))
+    code, _, err = replay(capsys, str(ms))
+    assert code == 0 and "samples are 20 s apart (median)" in err and "is t in seconds?" in err
+    short = tmp_path / "short.csv"
+    short.write_text("t,ax,ay,az\n0,0,1,0\n")
+    code, records, err = replay(capsys, str(short))
+    assert code == 0 and records == [] and "no records: 1 sample(s)" in err
+
+
+def test_set_errors_name_the_option(day_csv: Path, capsys) -> None:
+    code, _, err = replay(capsys, str(day_csv), "--set", "detection.dwell_s=-1")
+    assert code == 2 and "--set: detection.dwell_s = -1: must be 1..3600" in err
