@@ -646,7 +646,8 @@ class MqttPublisher:
                     self.resent += 1
                 self._inflight = item
                 wearer, _kind, payload = item
-                await client.publish(self._topics.event(wearer), payload, qos=1, retain=False)
+                await client.publish(self._topics.event(wearer), payload, qos=1, retain=False,
+                                     properties=self._event_properties())
                 if self._events and self._events[0] is item:
                     self._events.popleft()
                 self._inflight = None
@@ -681,6 +682,14 @@ class MqttPublisher:
             timeout = None if math.isinf(next_due) else max(0.0, next_due - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _event_properties(self) -> Properties | None:
+        """MQTT 5 message expiry for an event (None on 3.1.1 or with ``event_expiry_s = 0``)."""
+        if not self._v5 or not self._settings.event_expiry_s:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = self._settings.event_expiry_s
+        return props
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -33,6 +33,10 @@ class MqttSettings:
         1000, min=10, max=100000, doc="events kept in memory while the broker is away")
     reconnect_max_s: float = setting(
         60.0, min=1, max=600, doc="longest wait between reconnection attempts (backoff with jitter), seconds")
+    event_expiry_s: int = setting(
+        3600, min=0, max=604800,
+        doc="MQTT 5: a broker drops an alert still queued for an offline subscriber after this long "
+            "(an hour-old 'sit up' is noise), seconds; 0 = never")
     command_max_age_s: float = setting(
         60.0, min=1, max=86400,
         doc='refuse a command whose "ts" field (Unix time) is older than this, seconds')

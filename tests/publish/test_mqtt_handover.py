@@ -63,3 +63,21 @@ async def test_a_moved_base_topic_and_disabled_discovery_leave_no_ghosts(mosquit
     assert moved[f"{new_base}/alice/availability"] == b"online"
     assert json.loads(moved[f"{new_base}/alice/stats"]) == {"upright_pct": 90.0}
     assert json.loads(moved[f"{new_base}/alice/state"])["flexion_deg"] == 3.0
+
+
+async def test_mqtt5_events_expire_for_a_phone_that_stays_away(mosquitto: MosquittoBroker) -> None:
+    """A phone offline for longer than event_expiry_s does not get the stale alert when it returns."""
+    base = uniq("b")
+    phone_id = uniq("phone")
+    async with Recorder(mosquitto, (f"{base}/alice/event",), persistent_id=phone_id):
+        pass  # the phone's persistent session now holds the subscription
+    for expiry_s, expected in ((1, 0), (0, 1)):
+        pub = make_publisher(mosquitto, [ALICE], base_topic=base, protocol="5", event_expiry_s=expiry_s)
+        async with connected(pub):
+            pub.publish_event("alice", {"t": 1.0, "event": "slouch_alert", "level": 1})
+            while pub.queue_depth:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(2.2)
+        async with Recorder(mosquitto, (f"{base}/alice/event",), persistent_id=phone_id) as phone:
+            await asyncio.sleep(0.5)
+        assert len(phone.on(f"{base}/alice/event")) == expected, expiry_s
