@@ -18,6 +18,11 @@ from typing import Any
 class RateLimitFilter(logging.Filter):
     """Pass at most ``burst`` records per (logger, template) every ``window_s`` seconds.
 
+    Errors always pass: they are rare, and each one may be the reason an operator is looking.
+
+    A record's ``rate_key`` attribute (``extra={"rate_key": ...}``) splits one template into
+    several, e.g. one per kind of refused command.
+
     Args:
         burst: records let through per window for one template.
         window_s: window length, seconds.
@@ -29,12 +34,12 @@ class RateLimitFilter(logging.Filter):
         self.burst = burst
         self.window_s = window_s
         self.clock = clock
-        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, suppressed]
+        self._seen: dict[tuple[str, str, str], list[float]] = {}  # key -> [window start, count, suppressed]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.CRITICAL:
-            return True
-        key = (record.name, str(record.msg))
+        if record.levelno >= logging.ERROR:
+            return True  # errors (a refused reload, a crashed task) are rare and must all be seen
+        key = (record.name, str(record.msg), str(getattr(record, "rate_key", "")))
         now = self.clock()
         entry = self._seen.get(key)
         if entry is None or now - entry[0] >= self.window_s:

@@ -73,10 +73,11 @@ MAX_KEYS = len(COMMAND_KEYS) + len(META_KEYS)
 class CommandRefused(ValueError):
     """A command that is not applied. ``kind`` is a short tag for counting and log rate limits."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: str, reason: str, request_id: str | None = None) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.request_id = request_id  # the command's valid "id", echoed in the refusal
 
 
 @dataclass(frozen=True)
@@ -252,11 +253,15 @@ def parse_command(
     request_id = data.get("id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_MAX_CHARS):
         raise CommandRefused("wrong_type", f"id must be a string of at most {ID_MAX_CHARS} characters")
-    if "ts" in data:
-        _check_age(data["ts"], now_s, max_age_s)
-    values = {k: _check_value(k, v) for k, v in data.items() if k in SPECS}
-    if not values:
-        raise CommandRefused("empty", f"no command in the payload (known: {', '.join(COMMAND_KEYS)})")
+    try:
+        if "ts" in data:
+            _check_age(data["ts"], now_s, max_age_s)
+        values = {k: _check_value(k, v) for k, v in data.items() if k in SPECS}
+        if not values:
+            raise CommandRefused("empty", f"no command in the payload (known: {', '.join(COMMAND_KEYS)})")
+    except CommandRefused as err:
+        err.request_id = request_id  # the sender matches the refusal to its request
+        raise
     return Command(values, request_id)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -77,11 +78,13 @@ class _OncePerKind:
         if last is None or now - last >= self._repeat_s:
             hidden = self._hidden.pop(kind, 0)
             suffix = f" ({hidden} more like this not shown)" if hidden else ""
-            self._log.warning(msg + suffix, *args)
+            # rate_key: the journal's repeat limiter counts each kind on its own, so five refused
+            # commands of one kind cannot silence the first one of another kind.
+            self._log.warning(msg + suffix, *args, extra={"rate_key": kind})
             self._last[kind] = now
         else:
             self._hidden[kind] = self._hidden.get(kind, 0) + 1
-            self._log.debug(msg, *args)
+            self._log.debug(msg, *args, extra={"rate_key": kind})
 
     def forget(self, kind: str) -> None:
         self._last.pop(kind, None)
@@ -266,6 +269,9 @@ class MqttPublisher:
         self._birth_task: asyncio.Task[None] | None = None
         self._problems = _OncePerKind(log)
 
+        # Identifies this run of slouchd in every event: ``seq`` restarts at 1 with a new boot, so
+        # consumers drop repeats by (boot, seq). Unix time of start, milliseconds.
+        self.boot = int(time.time() * 1000)
         self.connected = False
         self.published = 0
         self.dropped = 0
@@ -311,8 +317,9 @@ class MqttPublisher:
         """Queue an event (``<base>/<wearer>/event``, QoS 1, not retained, in order).
 
         ``event`` is :meth:`slouchd.model.Event.to_dict` output (``{"t", "event", ...}``). The
-        payload adds ``event_type`` (= ``event``, what HA's event entity reads) and ``seq`` (1, 2,
-        ... per wearer since start, to spot a duplicate). Never blocks; when ``queue_max`` events
+        payload adds ``event_type`` (= ``event``, what HA's event entity reads), ``seq`` (1, 2,
+        ... per wearer since start) and ``boot`` (this run's start, Unix ms): (boot, seq) spots a
+        duplicate. Never blocks; when ``queue_max`` events
         wait, the oldest event that is neither a slouch alert nor a break reminder is dropped
         (or the oldest of all when only those wait).
         """
@@ -320,7 +327,8 @@ class MqttPublisher:
             return
         kind = str(event.get("event", event.get("event_type", "")))
         self._seq[wearer] = seq = self._seq.get(wearer, 0) + 1
-        payload = to_json({**event, "event_type": event.get("event_type", kind), "seq": seq})
+        payload = to_json({**event, "event_type": event.get("event_type", kind), "seq": seq,
+                           "boot": self.boot})
         self._events.append((wearer, kind, payload))
         if len(self._events) > self._settings.queue_max:
             self._drop_one_event()
@@ -389,6 +397,7 @@ class MqttPublisher:
         self._events.extend(old._events)
         old._events.clear()
         self._seq.update(old._seq)
+        self.boot = old.boot  # the same run of slouchd: numbering goes on
         for name in self._wearers:
             if name in old._state:
                 self._state[name] = {**old._state[name], **self._wearers[name].settings_state()}
@@ -747,12 +756,14 @@ class MqttPublisher:
         except CommandRefused as err:
             self.refused += 1
             self._problems.warn(f"cmd:{err.kind}", "refused MQTT command on %s: %s", topic, err.reason)
-            result = CommandResult(False, {}, err.reason)
+            result = CommandResult(False, {}, err.reason, err.request_id)
         else:
             try:
                 result = await self._on_command(wearer, command)
                 if not isinstance(result, CommandResult):
                     raise TypeError(f"on_command returned {type(result).__name__}, not CommandResult")
+                if result.request_id is None and command.request_id is not None:
+                    result = dataclasses.replace(result, request_id=command.request_id)
             except Exception:
                 log.exception("applying the MQTT command %s for %s failed", dict(command.values), wearer)
                 result = CommandResult(False, {}, "internal error while applying the command",

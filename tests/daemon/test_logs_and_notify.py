@@ -33,6 +33,19 @@ def test_different_messages_are_limited_separately() -> None:
     assert not f.filter(record("a"))
 
 
+def test_each_rate_key_is_limited_on_its_own_and_errors_always_pass() -> None:
+    f = RateLimitFilter(burst=1, window_s=60.0, clock=lambda: 0.0)
+    by_kind = []
+    for kind in ("cmd:not_json", "cmd:not_json", "cmd:out_of_range"):
+        r = record("refused MQTT command on %s: %s", "t", "why")
+        r.rate_key = kind
+        by_kind.append(f.filter(r))
+    assert by_kind == [True, False, True]
+    errors = [logging.LogRecord("slouchd", logging.ERROR, __file__, 1, "reload refused: %s", ("x",), None)
+              for _ in range(20)]
+    assert all(f.filter(e) for e in errors)
+
+
 def test_json_log_lines_carry_level_logger_message_and_extras() -> None:
     r = record("slouch alert level %d", 2)
     r.wearer = "ana"

@@ -32,6 +32,7 @@ async def test_alerts_queued_for_an_unreachable_broker_reach_the_new_one_in_orde
         await rec.wait_for(lambda: len(rec.on(f"{base}/alice/event")) >= 4)
         await rec.wait_for(lambda: rec.on(f"{base}/alice/state"))
     events = [m.json() for m in rec.on(f"{base}/alice/event")]
+    assert {e["boot"] for e in events} == {dead.boot}  # the same run: (boot, seq) stays unique
     assert [(e["seq"], e["event"]) for e in events] == [
         (1, "slouch_alert"), (2, "slouch_alert"), (3, "slouch_alert"), (4, "slouch_end")]
     assert rec.on(f"{base}/alice/state")[-1].json()["flexion_deg"] == 21.0

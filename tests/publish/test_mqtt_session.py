@@ -170,6 +170,18 @@ async def test_per_entity_command_topics_drive_the_daemon(mosquitto: MosquittoBr
                                              {"snooze_min": 30.0}]
 
 
+async def test_replies_carry_the_command_id_whether_applied_or_refused(mosquitto: MosquittoBroker) -> None:
+    base = uniq("b")
+    pub = make_publisher(mosquitto, [ALICE], base_topic=base)
+    async with Recorder(mosquitto, (f"{base}/alice/set/result",)) as rec, connected(pub):
+        await publish(mosquitto, f"{base}/alice/set", b'{"threshold_deg": 25, "id": "ok-1"}')
+        await publish(mosquitto, f"{base}/alice/set", b'{"threshold_deg": 90, "id": "bad-1"}')
+        await publish(mosquitto, f"{base}/alice/set", b'{"threshold_deg": 20, "ts": 1000, "id": "old-1"}')
+        await rec.wait_for(lambda: len(rec.messages) == 3)
+    replies = [m.json() for m in rec.messages]
+    assert [(r["id"], r["ok"]) for r in replies] == [("ok-1", True), ("bad-1", False), ("old-1", False)]
+
+
 async def test_a_daemon_error_while_applying_is_replied_not_raised(mosquitto: MosquittoBroker) -> None:
     base = uniq("b")
 
