@@ -20,11 +20,13 @@ from typing import Any, Protocol
 from slouchd import __version__
 from slouchd.broker import EmbeddedBroker
 from slouchd.config import Config, ConfigError, WearerSettings, load_config
-from slouchd.model import Event, EventKind, PostureFrame, SampleBatch
+from slouchd.logs import setup_logging
+from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame, SampleBatch
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
 from slouchd.publish.mqtt import MqttPublisher, WearerInfo
+from slouchd.schema import check_partial
 from slouchd.sdnotify import Notifier
 from slouchd.sensors.base import SensorSource
 from slouchd.sensors.ble import AdapterWedged
@@ -35,12 +37,17 @@ log = logging.getLogger("slouchd")
 
 EXIT_OK = 0
 EXIT_CONFIG = 78  # sysexits EX_CONFIG: systemd's RestartPreventExitStatus stops a restart loop
+EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: a bug (logged with its traceback); systemd restarts us
 EXIT_ADAPTER = 75  # EX_TEMPFAIL: the Bluetooth adapter is wedged; let systemd restart us
 
 SAVE_EVERY_S = 5.0  # kill -9 loses at most this much of today's totals
 STATS_EVERY_S = 60.0
 RESTART_BACKOFF_MAX_S = 30.0
 SHUTDOWN_WEARERS_S = 1.5
+SHUTDOWN_SAVE_S = 1.0
+SHUTDOWN_MQTT_S = 2.0  # wearers, a pending save and MQTT together stay within systemd's 5 s
+OVERRIDE_KEYS = ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled")
+"""[detection] keys that Home Assistant / MQTT commands may change (persisted per wearer)."""
 
 
 class View(Protocol):
@@ -66,7 +73,7 @@ class WearerRuntime:
         self.log = logging.getLogger(f"slouchd.wearer.{self.name}")
         self.plan: SourcePlan = plan_source(settings, daemon.config)
         saved = daemon.store.load(self.name)
-        self.overrides: dict[str, Any] = dict(saved.get("overrides") or {})
+        self.overrides: dict[str, Any] = self._checked_overrides(saved.get("overrides") or {})
         self.snooze_until_s: float | None = saved.get("snooze_until_s")
         cfg = daemon.config
         self.tracker = PostureTracker(
@@ -75,8 +82,12 @@ class WearerRuntime:
         if saved.get("tracker"):
             try:
                 self.tracker.restore_state(saved["tracker"])
-            except (KeyError, TypeError, ValueError) as err:
-                self.log.warning("saved calibration/totals unusable (%s); starting afresh", err)
+            except Exception as err:  # a foreign or hand-edited file must not stop the daemon
+                self.log.warning("saved calibration/totals unusable (%r); starting afresh", err)
+                daemon.store.set_aside(self.name, f"tracker state unusable: {err!r}")
+                self.tracker = PostureTracker(
+                    self.detection(), cfg.wellbeing, self.plan.mount,
+                    calibration_settings=cfg.calibration, activity=cfg.activity, frame_interval_s=1.0)
         if self.snooze_until_s is not None:
             self.tracker.snooze_until(self.snooze_until_s)
         self.source: SensorSource | None = None
@@ -89,9 +100,26 @@ class WearerRuntime:
         self._last_save = time.monotonic()
         self._last_stats = 0.0
         self._saving: asyncio.Task[None] | None = None
+        self._save_again = False
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----- settings -------------------------------------------------------------------------
+    def _checked_overrides(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """Settings saved from Home Assistant, kept only if they are still valid settings."""
+        base = self.daemon.config.wearer_detection(self.settings)
+        kept = {k: v for k, v in saved.items() if k in OVERRIDE_KEYS}
+        try:
+            # The same bounds and types as the config file; then the cross-field rules.
+            kept = check_partial(DetectionSettings, kept, str(self.daemon.store.path(self.name)), "")
+            candidate = dataclasses.replace(base, **kept)
+            candidate.validate()
+        except (ValueError, TypeError) as err:
+            self.log.warning("saved settings %s are not valid (%s); using the config's", kept, err)
+            return {}
+        if len(kept) != len(saved):
+            self.log.warning("saved settings: ignoring unknown keys %s", sorted(set(saved) - set(kept)))
+        return kept
+
     def detection(self) -> DetectionSettings:
         """[detection] in force: config file, per-wearer overrides, then changes from MQTT."""
         base = self.daemon.config.wearer_detection(self.settings)
@@ -115,7 +143,8 @@ class WearerRuntime:
             "dwell_s": det.dwell_s,
             "mode": det.mode,
             "alerts_enabled": det.alerts_enabled,
-            "snoozed_until": None if self.snooze_until_s is None else wall_iso(self.snooze_until_s),
+            "snoozed_until": (None if self.snooze_until_s is None or self.snooze_until_s <= frame.t_s
+                              else wall_iso(self.snooze_until_s)),
             "snooze_min": self.snooze_left_min(frame.t_s),
         })
         doc.update(self.counters())
@@ -223,7 +252,9 @@ class WearerRuntime:
         """Save in a worker thread (fsync on an SD card can take 100 ms), one save at a time."""
         self._last_save = time.monotonic()
         if self._saving is not None and not self._saving.done():
+            self._save_again = True  # e.g. a calibration during a periodic save: save it right after
             return
+        self._save_again = False
         snap = self.snapshot()  # taken on the loop thread: consistent
 
         async def write() -> None:
@@ -231,6 +262,9 @@ class WearerRuntime:
                 await asyncio.to_thread(self.daemon.store.save, self.name, snap)
             except OSError as err:
                 self.log.error("cannot save state: %s", err)
+            if self._save_again:
+                self._saving = None
+                self.save_soon()
 
         self._saving = asyncio.get_running_loop().create_task(write())
 
@@ -240,7 +274,7 @@ class WearerRuntime:
         changes = dict(command.values)
         applied: dict[str, Any] = {}
         new_overrides = dict(self.overrides)
-        for key in ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled"):
+        for key in OVERRIDE_KEYS:
             if key in changes:
                 new_overrides[key] = changes[key]
         if new_overrides != self.overrides:
@@ -317,7 +351,7 @@ class WearerRuntime:
             task.cancel()
         if self._saving is not None and not self._saving.done():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._saving, 2.0)
+                await asyncio.wait_for(self._saving, SHUTDOWN_SAVE_S)
         self.save_now()
 
     def _spawn(self, coro: Any) -> None:
@@ -409,6 +443,9 @@ class Daemon:
             for w in self.config.wearers:
                 self.wearers[w.name] = WearerRuntime(self, w)
             self.publisher = self._make_publisher(self.config, self.broker)
+            for name in self.wearers:
+                # Not streaming yet: replaces an "online" a killed earlier run left retained.
+                self.publisher.set_availability(name, False)
             self._publisher_task = loop.create_task(self.publisher.run(), name="mqtt")
             for rt in self.wearers.values():
                 rt.start()
@@ -438,7 +475,10 @@ class Daemon:
             for name in self.wearers:
                 self.publisher.set_availability(name, False)
             with contextlib.suppress(Exception):
-                await self.publisher.close(timeout_s=3.0)
+                await self.publisher.close(timeout_s=SHUTDOWN_MQTT_S)
+            if self.publisher.queue_depth:
+                log.warning("%d queued event(s) not delivered: the MQTT broker was not reachable "
+                            "before the shutdown deadline", self.publisher.queue_depth)
         task = self._publisher_task
         if task is not None:
             task.cancel()
@@ -451,6 +491,7 @@ class Daemon:
         ping_every = wd / 2.0 if wd else None
         last_ping = 0.0
         last_status = ""
+        last_idle_state = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
             if self._reload_requested:
@@ -471,8 +512,16 @@ class Daemon:
                     rt.start()
             publisher_task = self._publisher_task
             healthy = publisher_task is not None and not publisher_task.done()
-            if publisher_task is not None and publisher_task.done() and not publisher_task.cancelled():
-                log.error("MQTT task ended unexpectedly (%r)", publisher_task.exception())
+            if (publisher_task is not None and publisher_task.done() and not publisher_task.cancelled()
+                    and self.publisher is not None):
+                err = publisher_task.exception()
+                log.error("MQTT task ended unexpectedly; restarting it", exc_info=err)
+                self._publisher_task = asyncio.get_running_loop().create_task(
+                    self.publisher.run(), name="mqtt")
+            now = time.monotonic()
+            if now - last_idle_state >= STATS_EVERY_S:
+                last_idle_state = now
+                self._publish_idle_states()
             status = self.status_line()
             if status != last_status:
                 self.notifier.status(status)
@@ -482,26 +531,52 @@ class Daemon:
                 self.notifier.watchdog()
                 last_ping = now
 
+    def _publish_idle_states(self) -> None:
+        """A wearer whose sensor is not streaming still shows its counters (reconnects, packets,
+        task restarts) in Home Assistant, with the posture unknown."""
+        if self.publisher is None:
+            return
+        for rt in self.wearers.values():
+            if rt.streaming:
+                continue
+            frame = dataclasses.replace(
+                rt.tracker.frame, t_s=time.time(), flexion_deg=None, lateral_deg=None,
+                posture=Posture.UNKNOWN, activity=Activity.UNKNOWN, worn=False)
+            self.publisher.publish_state(rt.name, rt.state_payload(frame))
+
     def _on_sighup(self) -> None:
         self._reload_requested = True
 
     def reload(self) -> None:
-        """Re-read the config: new detection settings apply at once; wearers come and go."""
+        """Re-read the config: new detection settings apply at once; wearers come and go.
+
+        systemd hears RELOADING=1 then, whatever happens, READY=1 again (a unit left in
+        "reloading" would block the next ``systemctl reload``).
+        """
         self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def _reload(self) -> None:
         try:
             new = load_config(self.config_path, self.overrides)
             for w in new.wearers:  # unknown profiles, bad profile files: refuse before changing anything
                 plan_source(w, new)
+                # Every wearer's new settings must make a working tracker before anything changes.
+                PostureTracker(new.wearer_detection(w), new.wellbeing, None,
+                               calibration_settings=new.calibration, activity=new.activity)
             mqtt_changed = (new.mqtt != self.config.mqtt or new.homeassistant != self.config.homeassistant
                             # a rotated password_file applies on SIGHUP too
                             or (self.publisher is not None and self.publisher.password_changed(new.mqtt)))
             swap = self._prepare_publisher(new) if mqtt_changed else None  # bad password file, TLS
-        except (ConfigError, OSError, ValueError) as err:
+        except (ConfigError, OSError, ValueError, TypeError) as err:
             log.error("reload refused, keeping the running config: %s", err)
-            self.notifier.ready(self.status_line())
             return
         old = self.config
         self.config = new
+        self._reload_daemon_settings(old, new)
         new_names = {w.name for w in new.wearers}
         for name in list(self.wearers):
             if name not in new_names:
@@ -537,7 +612,14 @@ class Daemon:
         if swap is not None:
             self._swap_publisher(old, new, *swap)
         log.info("configuration reloaded from %s", self.config_path or "<defaults>")
-        self.notifier.ready(self.status_line())
+
+    def _reload_daemon_settings(self, old: Config, new: Config) -> None:
+        if (new.daemon.log_level, new.daemon.log_format) != (old.daemon.log_level, old.daemon.log_format):
+            setup_logging(new.daemon.log_level, new.daemon.log_format)
+            log.info("log level %s, format %s", new.daemon.log_level, new.daemon.log_format)
+        if new.daemon.state_dir != old.daemon.state_dir:
+            log.warning("daemon.state_dir changed: restart slouchd to apply it (state stays in %s)",
+                        self.store.directory)
 
     def _make_publisher(self, config: Config, broker: EmbeddedBroker | None) -> MqttPublisher:
         """A publisher for ``config``'s [mqtt]/[homeassistant]; raises on unreadable secrets."""
@@ -627,4 +709,10 @@ def run_daemon(config: Config, **kwargs: Any) -> int:
             on_exit(daemon)
         return code
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception:  # a bug: say so with the traceback, and a defined exit code for systemd
+        log.critical("slouchd stopped by an unexpected error", exc_info=True)
+        return EXIT_SOFTWARE

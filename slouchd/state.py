@@ -8,8 +8,10 @@ A corrupt file is moved aside with a warning and the wearer starts fresh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -32,6 +34,23 @@ def default_state_dir(configured: str = "") -> Path:
     return Path(base) / "slouchd"
 
 
+def check_shape(state: Any) -> None:
+    """Raise ValueError unless ``state`` has the shape :class:`StateStore` saves.
+
+    The values themselves (settings in range, a calibration that makes sense) are checked by
+    whoever uses them; this only keeps a hand-edited or foreign file from crashing start-up.
+    """
+    if not isinstance(state, dict):
+        raise ValueError("state is not an object")
+    for key, kinds in (("overrides", (dict,)), ("tracker", (dict,)), ("snooze_until_s", (int, float))):
+        value = state.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ValueError(f"{key} has the wrong type ({type(value).__name__})")
+    snooze = state.get("snooze_until_s")
+    if snooze is not None and not math.isfinite(snooze):
+        raise ValueError("snooze_until_s is not a finite number")
+
+
 class StateStore:
     """Loads and atomically saves one JSON document per wearer."""
 
@@ -44,6 +63,7 @@ class StateStore:
     def load(self, wearer: str) -> dict[str, Any]:
         """The saved state of ``wearer``, or ``{}`` when there is none or it was corrupt."""
         p = self.path(wearer)
+        self._remove_leftovers(wearer)
         try:
             raw = p.read_bytes()
         except FileNotFoundError:
@@ -55,17 +75,29 @@ class StateStore:
             doc = json.loads(raw)
             if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
                 raise ValueError("not a slouchd state document")
-            return dict(doc.get("state") or {})
+            state = doc.get("state") or {}
+            check_shape(state)
+            return dict(state)
         except (ValueError, UnicodeDecodeError) as err:
-            aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
-            try:
-                p.replace(aside)
-                log.warning("state file %s is corrupt (%s); moved aside to %s, starting fresh",
-                            p, err, aside.name)
-            except OSError as move_err:
-                log.warning("state file %s is corrupt (%s) and cannot be moved aside: %s",
-                            p, err, move_err)
+            self.set_aside(wearer, str(err))
             return {}
+
+    def set_aside(self, wearer: str, why: str) -> None:
+        """Move an unusable state file out of the way (kept for a post-mortem), with a warning."""
+        p = self.path(wearer)
+        aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
+        try:
+            p.replace(aside)
+            log.warning("state file %s is corrupt (%s); moved aside to %s, starting fresh",
+                        p, why, aside.name)
+        except OSError as move_err:
+            log.warning("state file %s is corrupt (%s) and cannot be moved aside: %s", p, why, move_err)
+
+    def _remove_leftovers(self, wearer: str) -> None:
+        """Temporary files of a save that a crash interrupted (the real file is intact)."""
+        for tmp in self.directory.glob(f".{wearer}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def save(self, wearer: str, state: dict[str, Any]) -> None:
         """Atomically replace the state of ``wearer``. Raises OSError on failure."""

@@ -61,6 +61,8 @@ KEEP_EVENTS = frozenset({EventKind.SLOUCH_ALERT.value, EventKind.BREAK_REMINDER.
 # Repeated log lines of one kind (a refused command, the broker still down) are written at most
 # this often at WARNING; in between they go to DEBUG, with a count.
 LOG_REPEAT_S = 600.0
+STATE_MIN_GAP_S = 0.2
+"""Closest two posture states of one wearer are ever published, seconds."""
 
 
 class _OncePerKind:
@@ -257,6 +259,7 @@ class MqttPublisher:
         self._state_sent_posture: dict[str, Any] = {}
         self._stats: dict[str, bytes] = {}
         self._availability: dict[str, bool] = {}
+        self._discovery_sent: dict[str, bytes] = {}  # discovery topic -> last payload queued
 
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -363,7 +366,9 @@ class MqttPublisher:
             if name in new:
                 continue
             if self._ha.discovery:
-                self._put_retained(ha_discovery.discovery_topic(self._ha.discovery_prefix, old), b"")
+                topic = ha_discovery.discovery_topic(self._ha.discovery_prefix, old)
+                self._discovery_sent.pop(topic, None)
+                self._put_retained(topic, b"")
             for topic in self._topics.wearer_topics(name):
                 self._put_retained(topic, b"")
             for table in (self._state, self._stats, self._availability, self._state_sent_at,
@@ -494,6 +499,8 @@ class MqttPublisher:
         if self.connected:
             await self._wait_flushed(deadline - timeout_s * 0.3)
             for name in ([] if self._topics_cleared else self._wearers):
+                if self._availability.get(name) is False:
+                    continue  # already said (or queued): once is enough
                 self._put_retained(self._topics.availability(name), OFFLINE.encode())
             self._retained.pop(self._topics.bridge_state, None)
             self._put_retained(self._topics.bridge_state, OFFLINE.encode())  # last, after the sensors
@@ -539,12 +546,16 @@ class MqttPublisher:
         self._problems.warn("queue_full", "MQTT event queue full (%d): dropped a %s event of %s",
                             self._settings.queue_max, victim[1] or "?", victim[0])
 
-    def _announce_wearer(self, info: WearerInfo) -> None:
+    def _announce_wearer(self, info: WearerInfo, force: bool = False) -> None:
         if self._ha.discovery:
-            payload = ha_discovery.discovery_payload(info, self._topics, self._ha.expire_after_s,
-                                                     self._version)
-            self._put_retained(ha_discovery.discovery_topic(self._ha.discovery_prefix, info),
-                               to_json(payload))
+            payload = to_json(ha_discovery.discovery_payload(info, self._topics, self._ha.expire_after_s,
+                                                             self._version))
+            topic = ha_discovery.discovery_topic(self._ha.discovery_prefix, info)
+            # A settings command changes the wearer but not its 12 KB discovery: send it again
+            # only when it changed, or when a (re)connect or HA's birth asks for everything.
+            if force or self._discovery_sent.get(topic) != payload:
+                self._discovery_sent[topic] = payload
+                self._put_retained(topic, payload)
         if info.name in self._state:
             # Settings in force may have changed: refresh the merged state at once.
             self._state[info.name] = {**self._state[info.name], **info.settings_state()}
@@ -554,7 +565,7 @@ class MqttPublisher:
     def _announce_all(self) -> None:
         """Everything a fresh subscriber (or a restarted HA) needs, queued in a sensible order."""
         for info in self._wearers.values():
-            self._announce_wearer(info)
+            self._announce_wearer(info, force=True)
         for name, online in self._availability.items():
             self._put_retained(self._topics.availability(name), (ONLINE if online else OFFLINE).encode())
         for name, payload in self._stats.items():
@@ -670,8 +681,11 @@ class MqttPublisher:
             for wearer in sorted(self._state_pending):
                 if self._closing:
                     break
-                due = now if wearer in self._state_now else (
-                    self._state_sent_at.get(wearer, -math.inf) + interval)
+                sent_at = self._state_sent_at.get(wearer, -math.inf)
+                # A posture change goes out at once, but never closer than STATE_MIN_GAP_S to the
+                # previous state (a flickering posture must not flood the broker).
+                due = (max(now, sent_at + STATE_MIN_GAP_S) if wearer in self._state_now
+                       else sent_at + interval)
                 if due > now:
                     next_due = min(next_due, due)
                     continue

@@ -45,6 +45,28 @@ def test_corrupt_state_is_moved_aside_with_a_warning(
     assert store.load("ana") == {"ok": True}
 
 
+@pytest.mark.parametrize("state", [
+    b'{"version": 1, "state": [1, 2]}',
+    b'{"version": 1, "state": {"tracker": "x"}}',
+    b'{"version": 1, "state": {"overrides": [1, 2]}}',
+    b'{"version": 1, "state": {"snooze_until_s": "soon"}}',
+    b'{"version": 1, "state": {"snooze_until_s": NaN}}',
+])
+def test_a_state_file_of_the_wrong_shape_is_moved_aside(tmp_path: Path, state: bytes) -> None:
+    store = StateStore(tmp_path)
+    (tmp_path / "ana.json").write_bytes(state)
+    assert store.load("ana") == {}
+    assert len(list(tmp_path.glob("ana.json.corrupt-*"))) == 1
+
+
+def test_a_save_cut_short_by_a_crash_leaves_no_temporary_file_behind(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save("ana", {"i": 1})
+    (tmp_path / ".ana.x1y2.tmp").write_bytes(b'{"vers')  # kill -9 in the middle of a write
+    assert store.load("ana") == {"i": 1}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_nan_is_refused_rather_than_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         StateStore(tmp_path).save("ana", {"x": float("nan")})

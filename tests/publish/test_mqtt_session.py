@@ -323,3 +323,19 @@ async def test_wearer_removed_while_slouchd_was_stopped_is_cleared_at_start(
     assert set(disc) == {discovery_topic(prefix, ALICE), foreign}
     assert not [t for t in topics if t.startswith(f"{base}/bob/")]
     await publish(mosquitto, foreign, b"", retain=True)
+
+
+async def test_a_settings_change_does_not_resend_an_unchanged_discovery(mosquitto: MosquittoBroker) -> None:
+    base, prefix = uniq("b"), uniq("ha")
+    pub = make_publisher(mosquitto, [ALICE], base_topic=base,
+                         ha=HomeAssistantSettings(discovery_prefix=prefix, birth_delay_max_s=0.1))
+    topic = discovery_topic(prefix, ALICE)
+    async with Recorder(mosquitto, (f"{prefix}/#",)) as rec, connected(pub):
+        await rec.wait_for(lambda: len(rec.on(topic)) == 1)
+        pub.set_wearers([ALICE.with_settings({"threshold_deg": 20.0})])  # what a command does
+        await asyncio.sleep(0.4)
+        assert len(rec.on(topic)) == 1
+        pub.set_wearers([WearerInfo("alice", "c4aa102b3301", model="micro:bit v1", manufacturer="BBC")])
+        await rec.wait_for(lambda: len(rec.on(topic)) == 2)  # a real change is sent
+        await publish(mosquitto, f"{prefix}/status", b"online")  # HA restarted: everything again
+        await rec.wait_for(lambda: len(rec.on(topic)) == 3)
