@@ -17,7 +17,11 @@ whenever the link dies:
 * ONE idempotent teardown per link; callbacks of a torn-down link are ignored, so handlers never
   double and samples are never duplicated across reconnects;
 * if the adapter fails every attempt for ``wedged_exit_s``, :class:`AdapterWedged` is raised out
-  of the iterator: the daemon exits non-zero and systemd restarts it (see docs/sensors.md).
+  of the iterator: the daemon exits non-zero and systemd restarts it (see docs/sensors.md);
+* but no Bluetooth at all (no system D-Bus, no BlueZ on it, no adapter, adapter powered off or
+  D-Bus access denied, see :func:`bluetooth_missing`) is not a wedge: restarting cannot fix it.
+  The source keeps retrying with the normal capped backoff, warns once what is missing and how
+  to fix it, and says when Bluetooth is back.
 
 bleak-retry-connector: we use its ``close_stale_connections_by_address`` (BlueZ keeps phantom
 connections after crashes) and its vocabulary of transient errors, but not
@@ -37,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import re
 import sys
@@ -89,7 +94,11 @@ except ImportError:  # pragma: no cover - it is a declared dependency
 
 
 class AdapterWedged(RuntimeError):
-    """The Bluetooth adapter failed every attempt for ``[ble] wedged_exit_s``: exit and restart."""
+    """The Bluetooth adapter failed every attempt for ``[ble] wedged_exit_s``: exit and restart.
+
+    The message says what failed and for how long, not what the caller does about it (the
+    daemon's log line adds that).
+    """
 
 
 class StepFailed(RuntimeError):
@@ -167,6 +176,84 @@ def is_transient(err: BaseException) -> bool:
     """True for BlueZ errors that mean "try again in a moment" rather than "back off"."""
     text = f"{type(err).__name__} {err}"
     return any(m in text for m in _TRANSIENT_MARKERS)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What is missing when there is no Bluetooth to talk to, and what to do about it."""
+
+    kind: str  # no_dbus, no_bluez, no_adapter, powered_off, denied
+    what: str
+    fix: str
+
+
+#: D-Bus errors meaning "nobody owns org.bluez": bluetoothd is not running (or not installed).
+_NO_OWNER_ERRORS = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
+_ADAPTER_NOT_FOUND = re.compile(r"adapter '([^']*)' not found")
+_DBUS_FIX = "start it (`sudo systemctl start dbus`), then BlueZ (`sudo systemctl start bluetooth`)"
+_BLUEZ_FIX = "start it: `sudo systemctl start bluetooth` (install the bluez package if it is missing)"
+_POLICY_FIX = "run slouchd as a user BlueZ's D-Bus policy admits (group bluetooth, see docs/install.md)"
+
+
+def _system_bus_address() -> str:
+    """Where dbus-fast looks for the system bus (its default unless the environment says otherwise)."""
+    return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or "unix:path=/var/run/dbus/system_bus_socket"
+
+
+def bluetooth_missing(err: BaseException, adapter: str = "") -> Missing | None:
+    """Classify a scan/connect failure as "no Bluetooth to talk to", or None for anything else.
+
+    These failures are not a wedged adapter: restarting slouchd cannot make D-Bus, bluetoothd or
+    an adapter appear. Recognised as bleak 3 on BlueZ reports them:
+
+    * ``FileNotFoundError`` / ``ConnectionRefusedError`` from dbus-fast: no system bus socket, or
+      nobody listening on it; ``PermissionError``: not allowed to open it;
+    * ``BleakDBusError`` ``org.freedesktop.DBus.Error.ServiceUnknown`` ("The name org.bluez was not
+      provided by any .service files") or ``NameHasNoOwner``: bluetoothd is not running;
+      ``org.freedesktop.DBus.Error.AccessDenied``: BlueZ's D-Bus policy refuses this user;
+    * ``BleakBluetoothNotAvailableError`` ("No Bluetooth adapters found.", no LE central role,
+      "No powered Bluetooth adapters found.", D-Bus authentication denied);
+    * ``BleakError`` "adapter 'hci1' not found" for a configured ``[ble] adapter`` that is absent.
+
+    Args:
+        err: the exception from ``BleakScanner.start()`` or ``BleakClient.connect()``.
+        adapter: the configured ``[ble] adapter`` ("" = the default adapter), for the message.
+    """
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+
+    bus = _system_bus_address()
+    if isinstance(err, FileNotFoundError):
+        return Missing("no_dbus", f"the system D-Bus is not running (no socket at {bus})", _DBUS_FIX)
+    if isinstance(err, ConnectionRefusedError):
+        return Missing("no_dbus", f"the system D-Bus is not running (connection refused at {bus})", _DBUS_FIX)
+    if isinstance(err, PermissionError):
+        return Missing("denied", f"the system D-Bus socket {bus} is not accessible ({one_line(err)})",
+                       _POLICY_FIX)
+    if isinstance(err, BleakDBusError):
+        if err.dbus_error in _NO_OWNER_ERRORS:
+            return Missing("no_bluez", "BlueZ (bluetoothd) is not running (org.bluez is not on the system "
+                                       "D-Bus)", _BLUEZ_FIX)
+        if err.dbus_error == "org.freedesktop.DBus.Error.AccessDenied":
+            return Missing("denied", f"BlueZ refused access over D-Bus ({err.dbus_error_details or err})",
+                           _POLICY_FIX)
+        return None
+    if isinstance(err, BleakBluetoothNotAvailableError):
+        reason = getattr(err.args[1], "name", "") if len(err.args) > 1 else ""
+        detail = str(err.args[0]) if err.args else "Bluetooth not available"
+        if reason == "POWERED_OFF":
+            return Missing("powered_off", f"the Bluetooth adapter is powered off ({detail})",
+                           "switch it on: `rfkill unblock bluetooth; bluetoothctl power on`")
+        if reason.startswith("DENIED"):
+            return Missing("denied", f"access to Bluetooth denied ({detail})", _POLICY_FIX)
+        return Missing("no_adapter", f"no Bluetooth LE adapter ({detail})",
+                       "plug one in; `bluetoothctl list` shows what BlueZ sees")
+    if isinstance(err, BleakError):
+        found = _ADAPTER_NOT_FOUND.search(str(err))
+        if found:
+            configured = f' ([ble] adapter = "{adapter}")' if adapter else ""
+            return Missing("no_adapter", f"Bluetooth adapter {found.group(1)} not found{configured}",
+                           "plug it in or fix the name; `bluetoothctl list` shows what BlueZ sees")
+    return None
 
 
 def one_line(err: BaseException) -> str:
@@ -275,6 +362,9 @@ class BleSensorSource:
         self._links = 0
         self._streams = 0
         self._failing_since: float | None = None
+        self._missing: Missing | None = None  # what is missing while there is no Bluetooth
+        self._missing_since = 0.0
+        self._missing_stage = ""
         self._mute_until = float("-inf")
         self._buzz_lock = asyncio.Lock()
         self._logged: set[str] = set()
@@ -368,6 +458,7 @@ class BleSensorSource:
                 continue
             if self._closed:
                 return
+            self._bluetooth_back("scan")
             if sighting is None:
                 # The scanner works and the sensor is simply not around: not an adapter failure.
                 self._failing_since = None
@@ -395,6 +486,7 @@ class BleSensorSource:
                 if not is_transient(err):
                     attempt += 1
                 continue
+            self._bluetooth_back("connect")
             try:
                 async for batch in self._stream(link):
                     attempt = 0
@@ -432,19 +524,54 @@ class BleSensorSource:
         return base * (0.5 + 0.5 * self._rng.random())
 
     def _failed(self, stage: str, err: BaseException) -> None:
+        missing = bluetooth_missing(err, self.settings.adapter)
+        if missing is not None:
+            self._no_bluetooth(stage, missing)
+            return
+        self._bluetooth_back(stage)  # it answered, so the stack is there, even if this failed
         now = self._clock.monotonic()
         if self._failing_since is None:
             self._failing_since = now
         self.status.last_error = f"{stage}: {one_line(err)}"
         log.warning("%s: %s failed (%s)", self._who(), stage, one_line(err))
 
+    def _no_bluetooth(self, stage: str, missing: Missing) -> None:
+        """No D-Bus / BlueZ / adapter: not a wedge (a restart cannot fix it), so keep retrying.
+
+        One warning per outage; a change of what is missing is logged at info, repeats at debug.
+        """
+        # The wedge clock measures an adapter that exists and fails: an outage restarts it.
+        self._failing_since = None
+        self.status.last_error = f"{stage}: no Bluetooth: {missing.what}"
+        previous, self._missing, self._missing_stage = self._missing, missing, stage
+        if previous is None:
+            self._missing_since = self._clock.monotonic()
+            log.warning("%s: no Bluetooth: %s; %s; retrying at least every %g s", self._who(), missing.what,
+                        missing.fix, self.settings.backoff_max_s)
+        elif previous.kind != missing.kind:
+            log.info("%s: still no Bluetooth, now: %s; %s", self._who(), missing.what, missing.fix)
+        else:
+            log.debug("%s: %s failed: no Bluetooth: %s", self._who(), stage, missing.what)
+
+    def _bluetooth_back(self, stage: str) -> None:
+        """Say once that Bluetooth answers again: ``stage`` ("scan", "connect") worked or failed otherwise.
+
+        Only the stage that found Bluetooth missing ends the outage, so a scan that works while
+        every connect still finds no BlueZ does not log "back" and "missing" on every attempt.
+        """
+        if self._missing is None or stage != self._missing_stage:
+            return
+        log.info("%s: Bluetooth is back (%s answers again after %.0f s without: %s)", self._who(), stage,
+                 self._clock.monotonic() - self._missing_since, self._missing.what)
+        self._missing = None
+
     def _check_wedged(self) -> None:
         since = self._failing_since
         if since is not None and self._clock.monotonic() - since >= self.settings.wedged_exit_s:
+            # One statement of fact; the daemon's CRITICAL line adds "exiting so systemd restarts us".
             raise AdapterWedged(
-                f"Bluetooth adapter {self.settings.adapter or '(default)'} failed every attempt for "
-                f"{self._clock.monotonic() - since:.0f} s (last: {self.status.last_error}); "
-                "exiting so the service manager restarts slouchd")
+                f"{self.settings.adapter or 'the default adapter'} failed every attempt for "
+                f"{self._clock.monotonic() - since:.0f} s (last: {self.status.last_error})")
 
     # -- scanning -----------------------------------------------------------------------------
 
@@ -547,8 +674,9 @@ class BleSensorSource:
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as err:
-                self._note("passive", f"passive scanning unavailable ({one_line(err)}); scanning actively",
-                           logging.INFO)
+                if bluetooth_missing(err, self.settings.adapter) is None:  # else active fails and says so
+                    self._note("passive", f"passive scanning unavailable ({one_line(err)}); "
+                               "scanning actively", logging.INFO)
                 scanner = None
         if scanner is None:
             scanner = self._scanner_cls(detection_callback=on_advertisement, **self._scanner_kwargs(False))

@@ -20,7 +20,8 @@ class BleSettings:
         120.0, min=1, max=3600, doc="longest wait between reconnection attempts, seconds")
     wedged_exit_s: float = setting(
         900.0, min=60, max=86400,
-        doc="adapter failing every attempt this long = exit non-zero so systemd restarts us, seconds")
+        doc="adapter failing every attempt this long = exit non-zero so systemd restarts us (no D-Bus, "
+            "BlueZ or adapter at all never counts: that is retried), seconds")
     haptic: bool = setting(True, doc="buzz the sensor on alerts where its profile can")
     profiles_dir: str = setting("", doc='extra directory of firmware profile TOML files; "" = none')
     scan_window_s: float = setting(

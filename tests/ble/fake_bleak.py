@@ -9,7 +9,10 @@ It behaves like bleak on BlueZ where slouchd cares:
   can fail, hang until cancelled (a timeout), raise ``InProgress`` once, or find the device
   missing; the disconnected callback fires mid-stream or during setup (and also on an orderly
   ``disconnect()``, as bleak does); notifications arrive as ``bytearray``s from another task;
-  a link can go silent while staying connected; ``disconnect()`` can hang.
+  a link can go silent while staying connected; ``disconnect()`` can hang;
+* the whole Bluetooth stack can be missing until a fake time (``FakeWorld.stack_down``): every
+  scanner ``start()``/``discover()`` and ``connect()`` raises what bleak raises then (no system
+  D-Bus, no bluetoothd, no adapter), as the real classes do before touching the radio.
 
 Notifications are produced per *sensor* and delivered to every live subscription, the way
 BlueZ delivers one notification to every watcher: a subscription that outlives its link (a
@@ -103,7 +106,8 @@ class FakeSensor:
     rate_hz: float = 25.0
     samples_per_packet: int = 1
     absent_until: float = float("-inf")  # fake monotonic time it starts advertising
-    connect_results: list[str] = field(default_factory=list)  # ok fail timeout inprogress abort missing
+    # ok fail timeout inprogress abort missing nobluez
+    connect_results: list[str] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
     gatt: dict[str, bytes] = field(default_factory=lambda: {BATTERY: b"\x57"})
     writes: list[tuple[str, bytes, bool | None]] = field(default_factory=list)
@@ -138,6 +142,8 @@ class FakeWorld:
         self.sensors = sensors or []
         self.scanner_errors: list[BaseException] = []  # raised by successive start() calls
         self.scanner_always_fails: BaseException | None = None
+        self.stack_down: BaseException | None = None  # raised by every start/discover/connect...
+        self.stack_down_until = float("inf")  # ...until this fake monotonic time
         self.adv_interval_s = 0.1
         self.clients: list[FakeBleakClient] = []
         self.scanners: list[FakeBleakScanner] = []
@@ -147,6 +153,11 @@ class FakeWorld:
         self.max_connecting = 0
         self.scanner_cls = type("BleakScanner", (FakeBleakScanner,), {"world": self})
         self.client_cls = type("BleakClient", (FakeBleakClient,), {"world": self})
+
+    def check_stack(self) -> None:
+        """Raise the "no Bluetooth" error while the stack is down, as bleak does on first use."""
+        if self.stack_down is not None and self.clock.now < self.stack_down_until:
+            raise self.stack_down
 
     def sensor_at(self, address: str) -> FakeSensor | None:
         for s in self.sensors:
@@ -177,6 +188,7 @@ class FakeBleakScanner:
     async def start(self) -> None:
         w = self.world
         await asyncio.sleep(0)
+        w.check_stack()
         if w.scanner_errors:
             raise w.scanner_errors.pop(0)
         if w.scanner_always_fails is not None:
@@ -214,6 +226,7 @@ class FakeBleakScanner:
     @classmethod
     async def discover(cls, timeout: float = 5.0, *, return_adv: bool = False, **kwargs: Any) -> Any:
         w = cls.world
+        w.check_stack()
         if w.scanner_always_fails is not None:
             raise w.scanner_always_fails
         await w.clock.sleep(timeout)
@@ -254,6 +267,7 @@ class FakeBleakClient:
         w.connecting += 1
         w.max_connecting = max(w.max_connecting, w.connecting)
         try:
+            w.check_stack()
             await w.clock.sleep(0.05)
             s = self.sensor
             result = s.connect_results.pop(0) if s and s.connect_results else "ok"
@@ -262,6 +276,9 @@ class FakeBleakClient:
                     self.address, f"Device with address {self.address} was not found.")
             if result == "timeout":
                 await asyncio.get_running_loop().create_future()  # hangs until cancelled
+            if result == "nobluez":  # bluetoothd stopped between the scan and the connect
+                raise BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown",
+                                     ["The name org.bluez was not provided by any .service files"])
             if result == "inprogress":
                 raise BleakDBusError("org.bluez.Error.InProgress", ["Operation already in progress"])
             if result == "abort":
