@@ -343,6 +343,9 @@ class BleSensorSource:
             if real and close_stale is None:
                 close_stale = _default_stale_closer()
         self.target = target.strip()
+        # Each sensor is its own subject for the journal's repeat limiter: one flapping sensor
+        # must not use up another one's quota of lines.
+        self._log = logging.LoggerAdapter(log, {"rate_key": self.target or "ble"})
         self.settings = settings
         self.status = SensorStatus()
         self._fixed_profile = profile
@@ -436,7 +439,7 @@ class BleSensorSource:
             except StepFailed as err:
                 self._note("haptic", f"buzz failed: {err}", logging.WARNING)
                 return False
-            log.info("%s: buzz (level %d)", self._who(), level)
+            self._log.info("%s: buzz (level %d)", self._who(), level)
             if h.stop:
                 link.tasks.append(asyncio.create_task(self._stop_buzz(link, h.buzz_s, h.settle_s)))
             return True
@@ -501,7 +504,7 @@ class BleSensorSource:
 
     def _use_profile(self, profile: Profile) -> None:
         if self._profile is None or self._profile.name != profile.name:
-            log.info("%s: using profile %s", self._who(), profile.name)
+            self._log.info("%s: using profile %s", self._who(), profile.name)
             self._profile = profile
             self._decoder = ProfileDecoder(profile)
 
@@ -533,7 +536,7 @@ class BleSensorSource:
         if self._failing_since is None:
             self._failing_since = now
         self.status.last_error = f"{stage}: {one_line(err)}"
-        log.warning("%s: %s failed (%s)", self._who(), stage, one_line(err))
+        self._log.warning("%s: %s failed (%s)", self._who(), stage, one_line(err))
 
     def _no_bluetooth(self, stage: str, missing: Missing) -> None:
         """No D-Bus / BlueZ / adapter: not a wedge (a restart cannot fix it), so keep retrying.
@@ -546,12 +549,12 @@ class BleSensorSource:
         previous, self._missing, self._missing_stage = self._missing, missing, stage
         if previous is None:
             self._missing_since = self._clock.monotonic()
-            log.warning("%s: no Bluetooth: %s; %s; retrying at least every %g s", self._who(), missing.what,
-                        missing.fix, self.settings.backoff_max_s)
+            self._log.warning("%s: no Bluetooth: %s; %s; retrying at least every %g s", self._who(),
+                              missing.what, missing.fix, self.settings.backoff_max_s)
         elif previous.kind != missing.kind:
-            log.info("%s: still no Bluetooth, now: %s; %s", self._who(), missing.what, missing.fix)
+            self._log.info("%s: still no Bluetooth, now: %s; %s", self._who(), missing.what, missing.fix)
         else:
-            log.debug("%s: %s failed: no Bluetooth: %s", self._who(), stage, missing.what)
+            self._log.debug("%s: %s failed: no Bluetooth: %s", self._who(), stage, missing.what)
 
     def _bluetooth_back(self, stage: str) -> None:
         """Say once that Bluetooth answers again: ``stage`` ("scan", "connect") worked or failed otherwise.
@@ -561,8 +564,8 @@ class BleSensorSource:
         """
         if self._missing is None or stage != self._missing_stage:
             return
-        log.info("%s: Bluetooth is back (%s answers again after %.0f s without: %s)", self._who(), stage,
-                 self._clock.monotonic() - self._missing_since, self._missing.what)
+        self._log.info("%s: Bluetooth is back (%s answers again after %.0f s without: %s)", self._who(),
+                       stage, self._clock.monotonic() - self._missing_since, self._missing.what)
         self._missing = None
 
     def _check_wedged(self) -> None:
@@ -705,7 +708,7 @@ class BleSensorSource:
                 except TimeoutError:
                     getter.cancel()
                     self.status.last_error = f"no advertisement for {self._silence_s():g} s"
-                    log.warning("%s: %s; restarting the scanner", self._who(), self.status.last_error)
+                    self._log.warning("%s: %s; restarting the scanner", self._who(), self.status.last_error)
                     return
                 if not getter.done():  # closed
                     getter.cancel()
@@ -790,7 +793,7 @@ class BleSensorSource:
                 value = bytes(await within(self._clock, client.read_gatt_char(step.uuid), timeout))
                 if step.expect and not any(value.startswith(e) for e in step.expect_bytes):
                     raise StepFailed(f"read {value.hex(' ')}, expected {' or '.join(step.expect)}")
-                log.debug("%s: read %s = %s", self._who(), step.uuid, value.hex(" "))
+                self._log.debug("%s: read %s = %s", self._who(), step.uuid, value.hex(" "))
             elif step.op == "patch":
                 value = bytes(await within(self._clock, client.read_gatt_char(step.uuid), timeout))
                 data, off = step.data_bytes, step.offset
@@ -890,17 +893,17 @@ class BleSensorSource:
             self.status.reconnects += 1
         self._streams += 1
         self.status.connected = True
-        log.info("%s: streaming (link %d)", self._who(), link.number)
+        self._log.info("%s: streaming (link %d)", self._who(), link.number)
         while link.active and not self._closed:
             try:
                 item = await within(self._clock, link.queue.get(), self._silence_s())
             except TimeoutError:
                 self.status.last_error = f"no notification for {self._silence_s():g} s while connected"
-                log.warning("%s: %s; reconnecting", self._who(), self.status.last_error)
+                self._log.warning("%s: %s; reconnecting", self._who(), self.status.last_error)
                 return
             if item is _LOST:
                 self.status.last_error = "disconnected"
-                log.info("%s: disconnected", self._who())
+                self._log.info("%s: disconnected", self._who())
                 return
             arrival, data = item
             batch = self._decode(arrival, data)
@@ -995,10 +998,10 @@ class BleSensorSource:
     def _note(self, kind: str, message: str, level: int = logging.WARNING) -> None:
         """Log a message once per kind (later ones at debug level): bad input must not flood logs."""
         if kind in self._logged:
-            log.debug("%s: %s", self._who(), message)
+            self._log.debug("%s: %s", self._who(), message)
             return
         self._logged.add(kind)
-        log.log(level, "%s: %s", self._who(), message)
+        self._log.log(level, "%s: %s", self._who(), message)
 
 
 def make_ble_source(target: str, profile_name: str, settings: BleSettings,

@@ -74,3 +74,24 @@ def test_notifier_is_silent_outside_systemd() -> None:
     n = Notifier({})
     assert not n.enabled and n.watchdog_s is None
     assert n.ready() is False
+
+
+def test_two_flapping_sensors_each_keep_their_own_log_quota() -> None:
+    """BLE sources log through one logger; each sensor is its own subject for the limiter."""
+    from slouchd.sensors.ble import make_ble_source
+    from slouchd.sensors.settings import BleSettings
+
+    f = RateLimitFilter(burst=2, window_s=60.0, clock=lambda: 0.0)
+    handler = logging.Handler()
+    handler.addFilter(f)
+    passed: list[str] = []
+    handler.emit = lambda r: passed.append(r.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("slouchd.sensors.ble")
+    logger.addHandler(handler)
+    try:
+        for target in ("AA:BB:CC:DD:EE:01",) * 5 + ("AA:BB:CC:DD:EE:02",) * 5:
+            src = make_ble_source(target, "microbit", BleSettings())
+            src._log.warning("%s: connect failed (%s)", target, "timeout")
+    finally:
+        logger.removeHandler(handler)
+    assert [m[:17] for m in passed] == ["AA:BB:CC:DD:EE:01"] * 2 + ["AA:BB:CC:DD:EE:02"] * 2
