@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, CliError) as err:
+    except CliError as err:  # the command line is wrong: always 2, also for `run`
+        sys.stderr.write(f"slouchd {args.command}: error: {err}\n")
+        return EXIT_USAGE
+    except SettingsError as err:  # the config is wrong: `run` exits 78 so systemd stops retrying
         sys.stderr.write(f"slouchd {args.command}: error: {err}\n")
         return getattr(args, "config_error_exit", EXIT_USAGE)
     except KeyboardInterrupt:
@@ -101,4 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m slouchd.cli` runs this file as __main__; the commands raise slouchd.cli.CliError,
+    # a different class from __main__.CliError, so run the imported module's main().
+    from slouchd.cli import main as _main
+
+    sys.exit(_main())

@@ -23,12 +23,22 @@ from slouchd.posture.settings import (
     WellbeingSettings,
 )
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
+from slouchd.publish.topics import BRIDGE
+from slouchd.publish.wearer import first_sensor_id_clash
 from slouchd.schema import SettingsError, build, check_partial, setting
 from slouchd.sensors.settings import BleSettings
 
 ConfigError = SettingsError
 
+
+class OverrideError(ConfigError):
+    """A malformed ``--set KEY=VALUE``: a command-line mistake (exit 2), not a bad config file."""
+
+
 WEARER_NAME = r"[a-z0-9][a-z0-9_\-]{0,31}"
+RESERVED_NAMES = (BRIDGE,)
+"""Wearer names that would collide with slouchd's own topics (``<base>/bridge/state``)."""
+REPLAY_PREFIX = "replay:"
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,14 @@ class WearerSettings:
     detection: dict[str, Any] = setting(factory=dict, doc="per-wearer overrides of [detection] keys")
 
     def validate(self) -> None:
+        if self.name in RESERVED_NAMES:
+            raise SettingsError(f'name = "{self.name}": reserved (<base_topic>/{self.name}/state is '
+                                f"slouchd's own topic); choose another name")
+        if not self.sensor.strip():
+            raise SettingsError(f'sensor = "{self.sensor}": must be a BLE address or advertised name, '
+                                f'"simulated", or "replay:PATH"')
+        if self.sensor.startswith(REPLAY_PREFIX) and not self.sensor[len(REPLAY_PREFIX):].strip():
+            raise SettingsError(f'sensor = "{self.sensor}": needs the path of a replay CSV after "replay:"')
         if self.mount:
             try:
                 Mount.parse(self.mount)
@@ -89,6 +107,21 @@ class Config:
             if w.name in seen:
                 raise SettingsError(f'wearers[{i}].name = "{w.name}": wearer names must be unique')
             seen.add(w.name)
+        clash = first_sensor_id_clash([(w.sensor, w.name) for w in self.wearers])
+        if clash is not None:
+            i, j, sensor_id = clash
+            key_i, key_j = self._id_key(self.wearers[i]), self._id_key(self.wearers[j])
+            advice = "rename one of them" if key_j == "name" else "one sensor per wearer"
+            raise SettingsError(
+                f'wearers[{j}].{key_j} = "{getattr(self.wearers[j], key_j)}": gives the same Home '
+                f'Assistant device id "{sensor_id}" as wearers[{i}].{key_i} = '
+                f'"{getattr(self.wearers[i], key_i)}"; {advice}')
+
+    @staticmethod
+    def _id_key(wearer: WearerSettings) -> str:
+        """The key a wearer's sensor id is made from: its name (simulated, replay) or its sensor."""
+        sensor = wearer.sensor.strip().lower()
+        return "name" if sensor == "simulated" or sensor.startswith(REPLAY_PREFIX) else "sensor"
 
     def wearer_detection(self, wearer: WearerSettings) -> DetectionSettings:
         """The ``[detection]`` settings in force for one wearer (global plus overrides)."""
@@ -119,6 +152,31 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         except SettingsError as err:
             raise SettingsError(f"{source}: {prefix}{err}") from None
     return dataclasses.replace(cfg, source=source)
+
+
+def check_resources(config: Config, *, parse_recordings: bool = True) -> None:
+    """Check what ``config`` names outside itself, as ``slouchd run`` would use it.
+
+    ``[ble] profiles_dir``, each wearer's profile and replay file (fully parsed with
+    ``parse_recordings``), the MQTT password file and TLS files. The same checks the daemon makes
+    at start-up, so ``slouchd check-config`` accepts exactly what ``slouchd run`` can start.
+
+    Raises:
+        ConfigError: one line naming the config file, the key and what is wrong.
+    """
+    # Imported here: both import this module, and check-config is the only caller that needs them.
+    from slouchd.publish.mqtt import read_password, tls_context
+    from slouchd.sensors.factory import check_profiles_dir, check_replay, plan_source
+
+    check_profiles_dir(config)
+    for w in config.wearers:
+        if plan_source(w, config).kind == "replay" and parse_recordings:
+            check_replay(w, config, parse=True)
+    try:
+        read_password(config.mqtt)
+        tls_context(config.mqtt)
+    except SettingsError as err:  # these name the key; add the file
+        raise ConfigError(f"{config.source}: {err}") from None
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -157,13 +215,13 @@ def set_dotted(data: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. detection.dwell_s=30")
+        raise OverrideError(f"--set {item}: expected KEY=VALUE, e.g. detection.dwell_s=30")
     parts = key.split(".")
     node: Any = data
     for part in parts[:-1]:
         if isinstance(node, list):
-            raise ConfigError(f"--set {item}: cannot set inside a list of tables")
+            raise OverrideError(f"--set {item}: cannot set inside a list of tables")
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {item}: {part} is not a table")
+            raise OverrideError(f"--set {item}: {part} is not a table")
     node[parts[-1]] = parse_value(value.strip())

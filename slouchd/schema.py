@@ -121,9 +121,8 @@ def _convert(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) 
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ctx.fail(key, value, f"must be {_type_name(tp)}", secret)
-        return [_convert(item_tp, v, f"{key}[{i}]", {}, ctx) for i, v in enumerate(value)] if (
-            not meta.get("choices")) else [
-            _check(item_tp, v, f"{key}[{i}]", meta, ctx) for i, v in enumerate(value)]
+        # Bounds, choices and patterns of a list setting apply to each item.
+        return [_convert(item_tp, v, f"{key}[{i}]", meta, ctx) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ctx.fail(key, value, "must be a table")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from slouchd.config import load_config
+from slouchd.config import check_resources, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check-config", help="validate a config file",
-        description="Validate a slouchd TOML config file. Prints one line per problem's first "
-                    "occurrence and exits 2 when it is invalid, 0 when it is fine.")
+        description="Validate a slouchd TOML config file and what it names (profiles, replay "
+                    "recordings, MQTT password and TLS files) as `slouchd run` would use it. "
+                    "Prints one line for the first problem and exits 2 when it is invalid, "
+                    "0 when it is fine.")
     p.add_argument("file", nargs="?", default="config/slouchd.toml",
                    help="config file (default: config/slouchd.toml)")
     p.set_defaults(func=run)
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
+    check_resources(cfg)  # what `slouchd run` would refuse or fail on: files, profiles, recordings
     names = ", ".join(f"{w.name} ({w.sensor})" for w in cfg.wearers) or "none"
     broker = f"{cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.host else "embedded broker"
     print(f"{args.file}: ok: {len(cfg.wearers)} wearer(s): {names}; mqtt: {broker}; "

@@ -7,7 +7,8 @@ import dataclasses
 import datetime as dt
 import tempfile
 
-from slouchd.config import ConfigError, WearerSettings, load_config
+from slouchd.cli import CliError
+from slouchd.config import ConfigError, OverrideError, WearerSettings, load_config
 from slouchd.logs import setup_logging
 
 EXIT_CONFIG = 78
@@ -57,7 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f'daemon.log_format="{args.log_format}"')
     if args.log_level:
         overrides.append(f'daemon.log_level="{args.log_level}"')
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except OverrideError as err:  # a malformed --set is a usage error (2), not a bad config file (78)
+        raise CliError(str(err)) from None
     setup_logging(config.daemon.log_level, config.daemon.log_format)
     return run_daemon(config, config_path=args.config, overrides=overrides)
 

@@ -34,14 +34,27 @@ class DetectionSettings:
     cumulative: bool = setting(
         False, doc="alert on accumulated slouch time (fills while slouched, drains while upright)")
     quiet_hours: list[str] = setting(
-        factory=list, pattern=r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d",
-        doc='local-time windows without alerts, e.g. ["22:00-07:00"]')
+        factory=list, doc='local-time windows without alerts, "HH:MM-HH:MM", e.g. ["22:00-07:00"]')
 
     def validate(self) -> None:
         if self.hysteresis_deg >= self.threshold_deg:
             raise SettingsError(
                 f"hysteresis_deg = {self.hysteresis_deg:g}: must be below threshold_deg "
                 f"({self.threshold_deg:g})")
+        self._check_quiet_hours()
+
+    def _check_quiet_hours(self) -> None:
+        # Checked with the parser the tracker uses, so what passes here cannot fail at run time.
+        # Imported here: wellbeing imports this module.
+        from slouchd.posture.wellbeing import LocalClock
+
+        for i, window in enumerate(self.quiet_hours):
+            try:
+                LocalClock._parse([window])
+            except ValueError:
+                raise SettingsError(
+                    f'quiet_hours[{i}] = "{window}": must be "HH:MM-HH:MM" in local time, '
+                    f'00:00..23:59, e.g. "22:00-07:00" (may wrap midnight)') from None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,22 @@ def stable_sensor_id(sensor: str, wearer: str) -> str:
     if s.lower().startswith("replay:"):
         return f"replay-{_slug(wearer)}"
     return _slug(s) or f"sensor-{_slug(wearer)}"
+
+
+def first_sensor_id_clash(wearers: Sequence[tuple[str, str]]) -> tuple[int, int, str] | None:
+    """The first two wearers, given as ``(sensor, name)``, that get the same sensor id.
+
+    Home Assistant keys devices and entities on that id, so two wearers sharing it would
+    overwrite each other's entities (``ana_1`` and ``ana-1`` both simulated give ``sim-ana-1``;
+    one BLE address written twice gives one id). Returns ``(i, j, id)`` with ``i < j``, or None.
+    """
+    first: dict[str, int] = {}
+    for j, (sensor, name) in enumerate(wearers):
+        sensor_id = stable_sensor_id(sensor, name)
+        if sensor_id in first:
+            return first[sensor_id], j, sensor_id
+        first[sensor_id] = j
+    return None
 
 
 def _slug(text: str) -> str:
