@@ -628,8 +628,11 @@ class Daemon:
             # amqtt speaks MQTT 3.1.1 only (a v5 CONNECT with a will stalls it).
             mqtt_settings = dataclasses.replace(mqtt_settings, host=broker.host, port=broker.port,
                                                 protocol="3.1.1")
-        return MqttPublisher(mqtt_settings, config.homeassistant, self.wearer_infos(),
-                             on_command=self.on_command)
+        try:
+            return MqttPublisher(mqtt_settings, config.homeassistant, self.wearer_infos(),
+                                 on_command=self.on_command)
+        except ConfigError as err:  # an unreadable password file, CA or key: name the config file
+            raise ConfigError(f"{config.source}: {err}") from None
 
     def _prepare_publisher(self, new: Config) -> tuple[MqttPublisher, EmbeddedBroker | None]:
         """The publisher (and embedded broker) a reload to ``new`` would switch to.
