@@ -151,6 +151,11 @@ def run_decode(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
 
 
 def _no_adapter(error: BaseException) -> str:
+    from slouchd.sensors.ble import bluetooth_missing
+
+    missing = bluetooth_missing(error)
+    if missing is not None:  # the same diagnosis the daemon logs: what is missing, and the fix
+        return f"no Bluetooth: {missing.what}; {missing.fix}"
     return (f"no usable Bluetooth adapter ({type(error).__name__}: {error}). Is bluetoothd running "
             "and an adapter present (`bluetoothctl list`, `rfkill list`)?")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bleak.exc import BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
 
 from slouchd.cli import main
 from slouchd.commands.ble import record_csv, run_record, run_scan
@@ -109,18 +109,20 @@ def test_scan_without_an_adapter_is_a_clear_message_and_exit_0() -> None:
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+    assert proc.stdout.startswith("no Bluetooth: ") and "sudo systemctl start" in proc.stdout
 
 
 def test_scan_failure_message_names_the_problem() -> None:
     class NoAdapter:
         @classmethod
         async def discover(cls, **kwargs):
-            raise BleakError("No Bluetooth adapters found.")
+            raise BleakBluetoothNotAvailableError(  # what bleak raises on a machine without one
+                "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
 
     out = io.StringIO()
     args = argparse.Namespace(timeout=1.0, all=False, config=None, profiles_dir=None)
     assert run_scan(args, scanner_cls=NoAdapter, out=out) == 0
-    assert "no usable Bluetooth adapter (BleakError: No Bluetooth adapters found.)" in out.getvalue()
+    assert out.getvalue().startswith("no Bluetooth: no Bluetooth LE adapter (No Bluetooth adapters found.)")
 
 
 def test_scan_lists_sensors_with_profile_rssi_and_address() -> None:
