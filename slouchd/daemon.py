@@ -26,6 +26,7 @@ from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
 from slouchd.publish.mqtt import MqttPublisher, WearerInfo
+from slouchd.publish.wearer import STATE_SETTINGS
 from slouchd.schema import check_partial
 from slouchd.sdnotify import Notifier
 from slouchd.sensors.base import SensorSource
@@ -46,7 +47,7 @@ RESTART_BACKOFF_MAX_S = 30.0
 SHUTDOWN_WEARERS_S = 1.5
 SHUTDOWN_SAVE_S = 1.0
 SHUTDOWN_MQTT_S = 2.0  # wearers, a pending save and MQTT together stay within systemd's 5 s
-OVERRIDE_KEYS = ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled")
+OVERRIDE_KEYS = STATE_SETTINGS
 """[detection] keys that Home Assistant / MQTT commands may change (persisted per wearer)."""
 
 
@@ -101,6 +102,7 @@ class WearerRuntime:
         self._last_stats = 0.0
         self._saving: asyncio.Task[None] | None = None
         self._save_again = False
+        self._snapshots = 0
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----- settings -------------------------------------------------------------------------
@@ -234,6 +236,10 @@ class WearerRuntime:
             self.daemon.publisher.publish_stats(self.name, self.tracker.stats())
 
     # ----- persistence ------------------------------------------------------------------------
+    def _generation(self) -> int:
+        self._snapshots += 1
+        return self._snapshots
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "overrides": dict(self.overrides),
@@ -243,7 +249,7 @@ class WearerRuntime:
 
     def save_now(self) -> None:
         try:
-            self.daemon.store.save(self.name, self.snapshot())
+            self.daemon.store.save(self.name, self.snapshot(), self._generation())
         except OSError as err:
             self.log.error("cannot save state: %s", err)
         self._last_save = time.monotonic()
@@ -256,10 +262,11 @@ class WearerRuntime:
             return
         self._save_again = False
         snap = self.snapshot()  # taken on the loop thread: consistent
+        generation = self._generation()
 
         async def write() -> None:
             try:
-                await asyncio.to_thread(self.daemon.store.save, self.name, snap)
+                await asyncio.to_thread(self.daemon.store.save, self.name, snap, generation)
             except OSError as err:
                 self.log.error("cannot save state: %s", err)
             if self._save_again:
@@ -349,9 +356,12 @@ class WearerRuntime:
                 await asyncio.wait_for(asyncio.shield(self.task), SHUTDOWN_WEARERS_S)
         for task in list(self._background):
             task.cancel()
+        self._save_again = False  # the final save below covers it
         if self._saving is not None and not self._saving.done():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._saving, SHUTDOWN_SAVE_S)
+                # shield: a slow save keeps going in its thread; its older snapshot cannot
+                # overwrite the final one (generations), so there is no need to wait it out.
+                await asyncio.wait_for(asyncio.shield(self._saving), SHUTDOWN_SAVE_S)
         self.save_now()
 
     def _spawn(self, coro: Any) -> None:
@@ -389,6 +399,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_requested = False
         self._publisher_task: asyncio.Task[None] | None = None
+        self._swapping = False  # an MQTT session switch (reload) is under way
         self.started_at = time.monotonic()
 
     def wearer_infos(self) -> list[WearerInfo]:
@@ -494,7 +505,7 @@ class Daemon:
         last_idle_state = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
-            if self._reload_requested:
+            if self._reload_requested and not self._swapping:
                 self._reload_requested = False
                 try:
                     self.reload()
@@ -572,7 +583,7 @@ class Daemon:
                             or (self.publisher is not None and self.publisher.password_changed(new.mqtt)))
             swap = self._prepare_publisher(new) if mqtt_changed else None  # bad password file, TLS
         except (ConfigError, OSError, ValueError, TypeError) as err:
-            log.error("reload refused, keeping the running config: %s", err)
+            log.error("reload refused, keeping the running config: %s", err, extra={"unlimited": True})
             return
         old = self.config
         self.config = new
@@ -601,6 +612,8 @@ class Daemon:
                 if getattr(old_det, key) != getattr(new_det, key):
                     del rt.overrides[key]
             rt.settings = w
+            # What is left from Home Assistant must still fit the new file (hysteresis < threshold).
+            rt.overrides = rt._checked_overrides(rt.overrides)
             if sensor_changed:
                 log.info("wearer %s: sensor settings changed; reconnecting", w.name)
                 asyncio.get_running_loop().create_task(self._restart_wearer(rt))
@@ -672,22 +685,30 @@ class Daemon:
                  new.mqtt.host or "the embedded broker", new.mqtt.port)
 
         async def switch() -> None:
-            with contextlib.suppress(Exception):
-                await previous.close(timeout_s=3.0)
+            try:
+                with contextlib.suppress(Exception):
+                    await previous.close(timeout_s=3.0)
+            finally:  # even when cancelled (shutdown): the old session must not live on
+                if previous_task is not None:
+                    previous_task.cancel()
             if previous_task is not None:
-                previous_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await previous_task
-            if broker is not self.broker:
-                if self.broker is not None:
-                    await self.broker.stop()
-                self.broker = broker
-                if broker is not None:
-                    try:
-                        await broker.start()
-                    except Exception as err:  # the publisher keeps retrying; say why it cannot connect
-                        log.error("embedded MQTT broker failed to start on port %d: %s", broker.port, err)
+            try:
+                if broker is not self.broker:
+                    if self.broker is not None:
+                        await self.broker.stop()
+                    self.broker = broker
+                    if broker is not None:
+                        try:
+                            await broker.start()
+                        except Exception as err:  # the publisher keeps retrying; say why
+                            log.error("embedded MQTT broker failed to start on port %d: %s", broker.port, err)
+            finally:
+                self._swapping = False
             await publisher.run()
+
+        self._swapping = True  # a reload waits until this switch is done (see _housekeeping)
 
         self._publisher_task = asyncio.get_running_loop().create_task(switch(), name="mqtt")
 
@@ -696,7 +717,11 @@ class Daemon:
             rt.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rt.task
-        rt.plan = plan_source(rt.settings, self.config)
+        try:
+            rt.plan = plan_source(rt.settings, self.config)
+        except Exception as err:  # e.g. the replay file went away since the reload checked it
+            log.error("wearer %s: cannot use the new sensor settings (%s); keeping the old ones",
+                      rt.name, err)
         rt.start()
 
 

@@ -18,7 +18,8 @@ from typing import Any
 class RateLimitFilter(logging.Filter):
     """Pass at most ``burst`` records per (logger, template) every ``window_s`` seconds.
 
-    Errors always pass: they are rare, and each one may be the reason an operator is looking.
+    Critical records and those marked ``unlimited`` always pass. Errors are limited too: some
+    (a command that fails to apply) can be triggered from outside and must not flood the journal.
 
     A record's ``rate_key`` attribute (``extra={"rate_key": ...}``) splits one template into
     several, e.g. one per kind of refused command.
@@ -37,8 +38,10 @@ class RateLimitFilter(logging.Filter):
         self._seen: dict[tuple[str, str, str], list[float]] = {}  # key -> [window start, count, suppressed]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
-            return True  # errors (a refused reload, a crashed task) are rare and must all be seen
+        if record.levelno >= logging.CRITICAL or getattr(record, "unlimited", False):
+            # Critical lines, and those marked ``extra={"unlimited": True}`` (a refused reload: the
+            # operator asked for it and needs the reason every time), always pass.
+            return True
         key = (record.name, str(record.msg), str(getattr(record, "rate_key", "")))
         now = self.clock()
         entry = self._seen.get(key)

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ class StateStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        # Saves run in worker threads; a slow one must never land after a newer one.
+        self._lock = threading.Lock()
+        self._written: dict[str, int] = {}  # wearer -> generation on disk
 
     def path(self, wearer: str) -> Path:
         return self.directory / f"{wearer}.json"
@@ -99,8 +103,20 @@ class StateStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    def save(self, wearer: str, state: dict[str, Any]) -> None:
-        """Atomically replace the state of ``wearer``. Raises OSError on failure."""
+    def save(self, wearer: str, state: dict[str, Any], generation: int | None = None) -> None:
+        """Atomically replace the state of ``wearer``. Raises OSError on failure.
+
+        ``generation`` (rising with each snapshot taken) makes an older snapshot whose save
+        finishes late a no-op instead of overwriting a newer one.
+        """
+        with self._lock:
+            if generation is not None:
+                if generation <= self._written.get(wearer, -1):
+                    return
+                self._written[wearer] = generation
+            self._save_locked(wearer, state)
+
+    def _save_locked(self, wearer: str, state: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
         data = json.dumps({"version": FORMAT_VERSION, "saved_at": time.time(), "state": state},
                           separators=(",", ":"), allow_nan=False).encode()

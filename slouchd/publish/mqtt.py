@@ -264,6 +264,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._done = asyncio.Event()
+        self._done.set()  # not running: close() before run() returns at once
         self._closing = False
         self._topics_cleared = False  # retire(clear_topics=True): no "offline" for the wearers
         self._client: aiomqtt.Client | None = None

@@ -136,10 +136,13 @@ def _load(fh: TextIO, where: str, whole_text: Callable[[], str]) -> Recording:
     except ValueError:
         values = None
     if values is not None and values.shape[0] > 0:
-        # usecols does not notice a row with more fields than the header: count them.
-        body = _body(whole_text())
-        if sum(_data(ln).count(",") for _, ln in body) != (len(header) - 1) * len(body):
-            values = None
+        # usecols does not notice a row with more fields than the header: count the commas (in C);
+        # only when they do not add up (a bad row, or commas inside comments) look row by row.
+        text = whole_text()
+        if text.count(",") != (len(header) - 1) * (values.shape[0] + 1):
+            body = _body(text)
+            if any(_data(ln).count(",") != len(header) - 1 for _, ln in body):
+                values = None
     if values is None or values.shape[0] == 0:
         body = _body(whole_text())
         if not body:

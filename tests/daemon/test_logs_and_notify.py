@@ -33,7 +33,7 @@ def test_different_messages_are_limited_separately() -> None:
     assert not f.filter(record("a"))
 
 
-def test_each_rate_key_is_limited_on_its_own_and_errors_always_pass() -> None:
+def test_each_rate_key_is_limited_on_its_own_and_reload_refusals_always_pass() -> None:
     f = RateLimitFilter(burst=1, window_s=60.0, clock=lambda: 0.0)
     by_kind = []
     for kind in ("cmd:not_json", "cmd:not_json", "cmd:out_of_range"):
@@ -41,9 +41,14 @@ def test_each_rate_key_is_limited_on_its_own_and_errors_always_pass() -> None:
         r.rate_key = kind
         by_kind.append(f.filter(r))
     assert by_kind == [True, False, True]
-    errors = [logging.LogRecord("slouchd", logging.ERROR, __file__, 1, "reload refused: %s", ("x",), None)
-              for _ in range(20)]
-    assert all(f.filter(e) for e in errors)
+    refusals = [logging.LogRecord("slouchd", logging.ERROR, __file__, 1, "reload refused: %s", ("x",), None)
+                for _ in range(20)]
+    for r in refusals:
+        r.unlimited = True
+    assert all(f.filter(r) for r in refusals)
+    crashes = [logging.LogRecord("slouchd", logging.ERROR, __file__, 1, "apply failed: %s", ("x",), None)
+               for _ in range(20)]
+    assert sum(f.filter(r) for r in crashes) == 1  # an error triggered from outside cannot flood
 
 
 def test_json_log_lines_carry_level_logger_message_and_extras() -> None:

@@ -86,3 +86,10 @@ def test_file_format_is_versioned_json(tmp_path: Path) -> None:
     StateStore(tmp_path).save("ana", {"a": 1})
     doc = json.loads((tmp_path / "ana.json").read_text())
     assert doc["version"] == 1 and doc["state"] == {"a": 1} and doc["saved_at"] > 0
+
+
+def test_an_older_snapshot_saved_late_never_overwrites_a_newer_one(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save("ana", {"i": 2}, generation=2)  # the final save at shutdown
+    store.save("ana", {"i": 1}, generation=1)  # a slow background save finishing after it
+    assert store.load("ana") == {"i": 2}

@@ -158,3 +158,41 @@ async def test_every_reload_ends_with_ready_even_a_refused_one(
         d.reload()  # a bug half-way: systemd must still hear READY
     assert sent == ["RELOADING", "READY"] * 3
     assert await run == 0
+
+
+async def test_two_quick_reloads_moving_the_embedded_broker_end_on_the_last_one(tmp_path: Path) -> None:
+    """SIGHUP, then SIGHUP again while the first MQTT switch is still under way."""
+    import aiomqtt
+
+    from slouchd.config import load_config
+    from tests._broker import free_port
+
+    ports = [free_port(), free_port(), free_port()]
+    path = tmp_path / "c.toml"
+
+    def write(port: int) -> None:
+        path.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nhost = ""\nport = {port}\n'
+                        '[[wearers]]\nname = "ana"\nsensor = "simulated"\nspeed = 10\n')
+
+    write(ports[0])
+    d = Daemon(load_config(path), config_path=str(path))
+    run = asyncio.get_running_loop().create_task(d.run(duration_s=8))
+    await asyncio.sleep(1.0)
+    write(ports[1])
+    d._on_sighup()
+    await asyncio.sleep(0.3)  # housekeeping (every 0.25 s) starts the switch
+    write(ports[2])
+    d._on_sighup()
+    deadline = asyncio.get_running_loop().time() + 5
+    while (d.broker is None or d.broker.port != ports[2]) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert d.broker is not None and d.broker.port == ports[2]
+    got = None
+    async with aiomqtt.Client("127.0.0.1", ports[2], protocol=aiomqtt.ProtocolVersion.V311) as c:
+        await c.subscribe("slouchd/bridge/state")
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                got = m.payload
+                break
+    assert got == b"online"
+    assert await run == 0
