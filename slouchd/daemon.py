@@ -21,7 +21,7 @@ from slouchd import __version__
 from slouchd.broker import EmbeddedBroker
 from slouchd.config import Config, ConfigError, WearerSettings, load_config
 from slouchd.logs import setup_logging
-from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame, SampleBatch
+from slouchd.model import Activity, Event, EventKind, Mount, Posture, PostureFrame, SampleBatch
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
@@ -64,6 +64,12 @@ def wall_iso(t_s: float) -> str:
     return datetime.fromtimestamp(t_s).astimezone().isoformat(timespec="seconds")
 
 
+def new_tracker(config: Config, detection: DetectionSettings, mount: Mount | None) -> PostureTracker:
+    """The posture engine of one live wearer (one state a second)."""
+    return PostureTracker(detection, config.wellbeing, mount, calibration_settings=config.calibration,
+                          activity=config.activity, frame_interval_s=1.0)
+
+
 class WearerRuntime:
     """One wearer: its tracker, its source, its persisted state, supervised in its own task."""
 
@@ -77,18 +83,14 @@ class WearerRuntime:
         self.overrides: dict[str, Any] = self._checked_overrides(saved.get("overrides") or {})
         self.snooze_until_s: float | None = saved.get("snooze_until_s")
         cfg = daemon.config
-        self.tracker = PostureTracker(
-            self.detection(), cfg.wellbeing, self.plan.mount, calibration_settings=cfg.calibration,
-            activity=cfg.activity, frame_interval_s=1.0)
+        self.tracker = new_tracker(cfg, self.detection(), self.plan.mount)
         if saved.get("tracker"):
             try:
                 self.tracker.restore_state(saved["tracker"])
             except Exception as err:  # a foreign or hand-edited file must not stop the daemon
                 self.log.warning("saved calibration/totals unusable (%r); starting afresh", err)
                 daemon.store.set_aside(self.name, f"tracker state unusable: {err!r}")
-                self.tracker = PostureTracker(
-                    self.detection(), cfg.wellbeing, self.plan.mount,
-                    calibration_settings=cfg.calibration, activity=cfg.activity, frame_interval_s=1.0)
+                self.tracker = new_tracker(cfg, self.detection(), self.plan.mount)
         if self.snooze_until_s is not None:
             self.tracker.snooze_until(self.snooze_until_s)
         self.source: SensorSource | None = None
@@ -576,8 +578,7 @@ class Daemon:
             for w in new.wearers:  # unknown profiles, bad profile files: refuse before changing anything
                 plan_source(w, new)
                 # Every wearer's new settings must make a working tracker before anything changes.
-                PostureTracker(new.wearer_detection(w), new.wellbeing, None,
-                               calibration_settings=new.calibration, activity=new.activity)
+                new_tracker(new, new.wearer_detection(w), None)
             mqtt_changed = (new.mqtt != self.config.mqtt or new.homeassistant != self.config.homeassistant
                             # a rotated password_file applies on SIGHUP too
                             or (self.publisher is not None and self.publisher.password_changed(new.mqtt)))

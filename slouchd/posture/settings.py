@@ -46,11 +46,11 @@ class DetectionSettings:
     def _check_quiet_hours(self) -> None:
         # Checked with the parser the tracker uses, so what passes here cannot fail at run time.
         # Imported here: wellbeing imports this module.
-        from slouchd.posture.wellbeing import LocalClock
+        from slouchd.posture.wellbeing import parse_quiet_hours
 
         for i, window in enumerate(self.quiet_hours):
             try:
-                LocalClock._parse([window])
+                parse_quiet_hours([window])
             except ValueError:
                 raise SettingsError(
                     f'quiet_hours[{i}] = "{window}": must be "HH:MM-HH:MM" in local time, '

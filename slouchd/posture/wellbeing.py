@@ -24,6 +24,22 @@ SEATED, ACTIVE, ABSENT = 0, 1, 2
 """What the tracker tells the wellbeing counter about a tick."""
 
 
+def parse_quiet_hours(windows: list[str]) -> list[tuple[time, time]]:
+    """``["22:00-07:00", ...]`` as (start, end) local times; a window may wrap midnight.
+
+    Raises:
+        ValueError: a window that is not ``HH:MM-HH:MM`` with 00:00..23:59.
+    """
+    out = []
+    for w in windows:
+        m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", w.strip())
+        if not m:
+            raise ValueError(f"quiet hours window {w!r}: expected HH:MM-HH:MM")
+        h1, m1, h2, m2 = (int(x) for x in m.groups())
+        out.append((time(h1, m1), time(h2, m2)))
+    return out
+
+
 class LocalClock:
     """Sample time to local wall time: wall = t_s + epoch_offset_s (Unix seconds) in ``tz``.
 
@@ -42,14 +58,7 @@ class LocalClock:
 
     @staticmethod
     def _parse(windows: list[str]) -> list[tuple[time, time]]:
-        out = []
-        for w in windows:
-            m = re.fullmatch(r"(\d\d):(\d\d)-(\d\d):(\d\d)", w.strip())
-            if not m:
-                raise ValueError(f"quiet hours window {w!r}: expected HH:MM-HH:MM")
-            h1, m1, h2, m2 = (int(x) for x in m.groups())
-            out.append((time(h1, m1), time(h2, m2)))
-        return out
+        return parse_quiet_hours(windows)
 
     def set_quiet_hours(self, windows: list[str]) -> None:
         self._quiet_spec = self._parse(windows)

@@ -341,7 +341,7 @@ def _ruuvi_manufacturer_data(pkt: bytes) -> bytes:
     """The RAWv2 payload inside ``pkt``: as is, after company id 0x0499, or in an advertisement."""
     if pkt[:3] == b"\x99\x04\x05":  # company id 0x0499 little-endian, then the payload
         return pkt[2:]
-    if pkt[:1] == b"\x05":
+    if pkt[:1] == b"\x05" and len(pkt) == RuuviRawV2Decoder.LENGTH:
         return pkt
     i = 0
     while i + 1 < len(pkt):  # AD structures: [length][type][data...]
