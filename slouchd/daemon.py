@@ -635,15 +635,18 @@ class Daemon:
             log.warning("daemon.state_dir changed: restart slouchd to apply it (state stays in %s)",
                         self.store.directory)
 
-    def _make_publisher(self, config: Config, broker: EmbeddedBroker | None) -> MqttPublisher:
-        """A publisher for ``config``'s [mqtt]/[homeassistant]; raises on unreadable secrets."""
+    def _make_publisher(self, config: Config, broker: EmbeddedBroker | None,
+                        wearers: list[WearerInfo] | None = None) -> MqttPublisher:
+        """A publisher for ``config``'s [mqtt]/[homeassistant] (and ``wearers``, default: the
+        running ones); raises on unreadable secrets."""
         mqtt_settings = config.mqtt
         if broker is not None:
             # amqtt speaks MQTT 3.1.1 only (a v5 CONNECT with a will stalls it).
             mqtt_settings = dataclasses.replace(mqtt_settings, host=broker.host, port=broker.port,
                                                 protocol="3.1.1")
         try:
-            return MqttPublisher(mqtt_settings, config.homeassistant, self.wearer_infos(),
+            return MqttPublisher(mqtt_settings, config.homeassistant,
+                                 self.wearer_infos() if wearers is None else wearers,
                                  on_command=self.on_command)
         except ConfigError as err:  # an unreadable password file, CA or key: name the config file
             raise ConfigError(f"{config.source}: {err}") from None
@@ -660,7 +663,9 @@ class Daemon:
             keep = self.broker is not None and not self.config.mqtt.host and (
                 new.mqtt.port == self.config.mqtt.port)
             broker = self.broker if keep else EmbeddedBroker(new.mqtt.port)
-        return self._make_publisher(new, broker), broker
+        # No wearers yet: _swap_publisher gives it the reloaded list (a wearer removed by this
+        # reload must not get clears queued on a broker it was never announced on).
+        return self._make_publisher(new, broker, wearers=[]), broker
 
     def _swap_publisher(self, old: Config, new: Config, publisher: MqttPublisher,
                         broker: EmbeddedBroker | None) -> None:
