@@ -25,6 +25,7 @@ import numpy as np
 from slouchd.cli import CliError
 from slouchd.config import Config, load_config
 from slouchd.model import EventKind, Mount, Posture
+from slouchd.plot import Collector
 from slouchd.posture.tracker import PostureTracker, TrackerOutput
 from slouchd.sensors.recording import Recording, RecordingError, read_recording
 
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="posture record interval in recording seconds (default 1, minimum 0.1)")
     p.add_argument("--summary", action="store_true",
                    help="print a human summary (alerts, slouched minutes, what-if thresholds) instead")
+    p.add_argument("--plot", metavar="OUT.svg",
+                   help="also draw flexion over time with threshold, alerts, slouches, breaks and gaps "
+                        "into this SVG file (and a one-line sparkline on stderr)")
     p.set_defaults(func=run)
 
 
@@ -123,22 +127,38 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate_at is not None and args.calibrate_at > rec.t_s[-1]:
         raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {rec.t_s[-1]:g} s")
     _warn_about_timing(rec, cfg.activity.gap_s, args.file)
+    plot = None if args.plot is None else Collector.for_settings(cfg.detection, title=str(args.file))
     if args.summary:
-        _summary(rec, cfg, mount, args, sys.stdout)
+        _summary(rec, cfg, mount, args, sys.stdout, plot)
+        _finish_plot(plot, args.plot, sys.stdout)
         return 0
     out = sys.stdout
     tracker = make_tracker(cfg, mount, args.every, args.calibrate_at)
     written = 0
     for chunk in run_tracker(rec, tracker, args.calibrate_at):
+        if plot is not None:
+            plot.add(chunk)
         lines = _merge(chunk)
         if lines:
             out.write("\n".join(lines) + "\n")
             written += len(lines)
     out.flush()
+    _finish_plot(plot, args.plot, sys.stderr)
     if not written:
         sys.stderr.write(f"slouchd replay: warning: {args.file}: no records: {len(rec)} sample(s) over "
                          f"{rec.duration_s:g} s are too few to judge any posture\n")
     return 0
+
+
+def _finish_plot(plot: Collector | None, path: str | None, tty: TextIO) -> None:
+    """Write the picture and show its sparkline (on stderr when stdout carries JSON Lines)."""
+    if plot is None or path is None:
+        return
+    try:
+        plot.write_svg(path)
+    except OSError as err:
+        raise CliError(f"--plot {path}: cannot write it ({err.strerror or err})") from None
+    tty.write(f"flexion: {plot.sparkline(60)}\npicture: {path}\n")
 
 
 def _warn_about_timing(rec: Recording, gap_s: float, name: str) -> None:
@@ -162,11 +182,13 @@ def _merge(chunk: TrackerOutput) -> list[str]:
 
 
 def _summarise(rec: Recording, cfg: Config, mount: Mount | None, every: float,
-               calibrate_at: float | None) -> dict[str, Any]:
+               calibrate_at: float | None, plot: Collector | None = None) -> dict[str, Any]:
     tracker = make_tracker(cfg, mount, every, calibrate_at)
     counts: dict[str, int] = {}
     events: dict[str, int] = {}
     for chunk in run_tracker(rec, tracker, calibrate_at):
+        if plot is not None:
+            plot.add(chunk)
         for f in chunk.frames:
             counts[f.posture.value] = counts.get(f.posture.value, 0) + 1
         for e in chunk.events:
@@ -184,8 +206,9 @@ def _summarise(rec: Recording, cfg: Config, mount: Mount | None, every: float,
     }
 
 
-def _summary(rec: Recording, cfg: Config, mount: Mount | None, args: argparse.Namespace, out: TextIO) -> None:
-    s = _summarise(rec, cfg, mount, 1.0, args.calibrate_at)
+def _summary(rec: Recording, cfg: Config, mount: Mount | None, args: argparse.Namespace, out: TextIO,
+             plot: Collector | None = None) -> None:
+    s = _summarise(rec, cfg, mount, 1.0, args.calibrate_at, plot)
     det = cfg.detection
     w = out.write
     w(f"recording: {args.file}: {rec.duration_s / 60:.1f} min, {len(rec)} samples, "
