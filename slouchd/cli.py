@@ -21,6 +21,7 @@ EXIT_USAGE = 2
 COMMAND_MODULES = (
     "slouchd.commands.daemon",  # run, demo
     "slouchd.commands.replay",  # replay
+    "slouchd.commands.simulate",  # simulate
     "slouchd.commands.config",  # check-config
     "slouchd.commands.ble",  # profiles, scan, decode, record
 )
