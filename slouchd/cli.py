@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"slouchd {args.command}: error: {err}\n")
         return EXIT_USAGE
     except SettingsError as err:  # the config is wrong: `run` exits 78 so systemd stops retrying
-        sys.stderr.write(f"slouchd {args.command}: error: {err}\n")
+        for line in err.problems:  # every problem of the file, one line each
+            sys.stderr.write(f"slouchd {args.command}: error: {line}\n")
         return getattr(args, "config_error_exit", EXIT_USAGE)
     except KeyboardInterrupt:
         return 130

@@ -25,7 +25,7 @@ from slouchd.posture.settings import (
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.topics import BRIDGE
 from slouchd.publish.wearer import first_sensor_id_clash
-from slouchd.schema import SettingsError, build, check_partial, setting
+from slouchd.schema import SettingsError, build, check_partial, errors_to_raise, setting
 from slouchd.sensors.settings import BleSettings
 
 ConfigError = SettingsError
@@ -134,32 +134,54 @@ class Config:
         raise KeyError(name)
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+def parse_config(data: dict[str, Any], source: str = "<config>", errors: list[str] | None = None) -> Config:
     """Validate a parsed TOML document into a :class:`Config`.
 
+    Args:
+        errors: collect every problem here instead of raising, and return the config made of
+            the good values (defaults for the bad ones) so that it can be checked further.
+
     Raises:
-        ConfigError: one line naming ``source``, the key and what is allowed.
+        ConfigError: one line per problem, each naming ``source``, the key and what is allowed.
     """
     data = dict(data)
     data.pop("source", None)
-    cfg = build(Config, data, source)
-    for i, w in enumerate(cfg.wearers):
+    found: list[str] = []
+    cfg = build(Config, data, source, errors=found)
+    # From the file's own list: a wearer refused above is not in cfg.wearers, and the index in
+    # the message must be the one in the file.
+    raw_wearers = data.get("wearers")
+    for i, w in enumerate(raw_wearers if isinstance(raw_wearers, list) else []):
+        table = w.get("detection") if isinstance(w, dict) else None
+        if not isinstance(table, dict):
+            continue  # absent, or already reported as "must be a table"
         prefix = f"wearers[{i}].detection."
-        overrides = check_partial(DetectionSettings, w.detection, source, prefix)
+        before = len(found)
+        overrides = check_partial(DetectionSettings, table, source, prefix, errors=found)
+        if len(found) > before:
+            continue  # the merged table would repeat the same complaint
         try:
             merged = dataclasses.replace(cfg.detection, **overrides)
             merged.validate()
         except SettingsError as err:
-            raise SettingsError(f"{source}: {prefix}{err}") from None
+            found.append(f"{source}: {prefix}{err}")
+    if found:
+        if errors is None:
+            raise errors_to_raise(found)
+        errors.extend(found)
     return dataclasses.replace(cfg, source=source)
 
 
-def check_resources(config: Config, *, parse_recordings: bool = True) -> None:
+def check_resources(config: Config, *, parse_recordings: bool = True,
+                    errors: list[str] | None = None) -> None:
     """Check what ``config`` names outside itself, as ``slouchd run`` would use it.
 
     ``[ble] profiles_dir``, each wearer's profile and replay file (fully parsed with
     ``parse_recordings``), the MQTT password file and TLS files. The same checks the daemon makes
     at start-up, so ``slouchd check-config`` accepts exactly what ``slouchd run`` can start.
+
+    Args:
+        errors: collect every problem here instead of raising at the first.
 
     Raises:
         ConfigError: one line naming the config file, the key and what is wrong.
@@ -168,15 +190,29 @@ def check_resources(config: Config, *, parse_recordings: bool = True) -> None:
     from slouchd.publish.mqtt import read_password, tls_context
     from slouchd.sensors.factory import check_profiles_dir, check_replay, plan_source
 
-    check_profiles_dir(config)
+    found: list[str] = []
+
+    def attempt(check: Any, *args: Any, name_file: bool = False, **kwargs: Any) -> None:
+        try:
+            check(*args, **kwargs)
+        except SettingsError as err:  # password and TLS errors name the key; add the file
+            found.append(f"{config.source}: {err}" if name_file else str(err))
+
+    attempt(check_profiles_dir, config)
     for w in config.wearers:
-        if plan_source(w, config).kind == "replay" and parse_recordings:
-            check_replay(w, config, parse=True)
-    try:
-        read_password(config.mqtt)
-        tls_context(config.mqtt)
-    except SettingsError as err:  # these name the key; add the file
-        raise ConfigError(f"{config.source}: {err}") from None
+        try:
+            replay = plan_source(w, config).kind == "replay"
+        except SettingsError as err:  # an unknown profile or a bad profile file
+            found.append(str(err))
+            continue
+        if replay and parse_recordings:
+            attempt(check_replay, w, config, parse=True)
+    attempt(read_password, config.mqtt, name_file=True)
+    attempt(tls_context, config.mqtt, name_file=True)
+    if found:
+        if errors is None:
+            raise errors_to_raise(found)
+        errors.extend(found)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -191,15 +227,21 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(unreadable(p, err)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> Config:
-    """Load ``path`` (or built-in defaults when None) and apply ``KEY=VALUE`` overrides."""
+def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None = None,
+                errors: list[str] | None = None) -> Config:
+    """Load ``path`` (or built-in defaults when None) and apply ``KEY=VALUE`` overrides.
+
+    Every problem in the file is reported at once (one line each). With ``errors`` they are
+    collected there instead, and the config of the good values is returned (see
+    :func:`parse_config`); an unreadable file or invalid TOML still raises.
+    """
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
     if overrides:  # an error may come from a --set value: say so
         source = "--set" if path is None else f"{path} with --set"
     for item in overrides or []:
         set_dotted(data, item)
-    return parse_config(data, source)
+    return parse_config(data, source, errors)
 
 
 def parse_value(text: str) -> Any:

@@ -6,6 +6,9 @@ line naming the file, the dotted key, the bad value and what is allowed, for exa
 
     config/slouchd.toml: detection.threshold_deg = -5: must be 3..60
 
+It checks every key before giving up, so a file with three mistakes gets three lines at once
+(one :class:`SettingsError` whose message has one line per problem, in file order).
+
 Pure Python: no I/O, so the posture engine may use it for its own settings.
 """
 
@@ -25,7 +28,18 @@ _MISSING = dataclasses.MISSING
 
 
 class SettingsError(ValueError):
-    """A setting has a bad value or name. ``str(err)`` is the one-line message for the user."""
+    """A setting has a bad value or name. ``str(err)`` is the message for the user: one line per
+    problem (usually one; :func:`build` reports every problem of a file at once)."""
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per problem."""
+        return str(self).splitlines()
+
+
+def errors_to_raise(errors: list[str]) -> SettingsError:
+    """One :class:`SettingsError` listing ``errors`` (one line each, duplicates dropped)."""
+    return SettingsError("\n".join(dict.fromkeys(errors)))
 
 
 def setting(
@@ -89,12 +103,23 @@ def _type_name(tp: Any) -> str:
 
 
 class _Ctx:
+    """Where the table came from, and the problems found so far (every key is checked)."""
+
     def __init__(self, source: str) -> None:
         self.source = source
+        self.errors: list[str] = []
+
+    def record(self, err: SettingsError) -> None:
+        if not isinstance(err, _Recorded):
+            self.errors.append(str(err))
 
     def fail(self, key: str, value: Any, why: str, secret: bool = False) -> SettingsError:
         shown = "***" if secret else _fmt(value)
         return SettingsError(f"{self.source}: {key} = {shown}: {why}")
+
+
+class _Recorded(SettingsError):
+    """A table that could not be built at all (a required key missing); its problems are recorded."""
 
 
 def _convert(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) -> Any:
@@ -121,8 +146,15 @@ def _convert(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) 
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ctx.fail(key, value, f"must be {_type_name(tp)}", secret)
-        # Bounds, choices and patterns of a list setting apply to each item.
-        return [_convert(item_tp, v, f"{key}[{i}]", meta, ctx) for i, v in enumerate(value)]
+        # Bounds, choices and patterns of a list setting apply to each item; a bad item is
+        # recorded and left out, so the items after it are checked too.
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(_convert(item_tp, v, f"{key}[{i}]", meta, ctx))
+            except SettingsError as err:
+                ctx.record(err)
+        return items
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ctx.fail(key, value, "must be a table")
@@ -181,43 +213,84 @@ def _did_you_mean(word: str, options: list[str]) -> str:
 
 
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str, ctx: _Ctx) -> T:
+    """Build ``cls`` from ``data``, recording every problem in ``ctx``.
+
+    A bad value is recorded and its default used, so the other keys are still checked (and a
+    caller collecting problems still gets an object to check further). A complaint of the
+    cross-field ``validate()`` that names a refused key is not repeated (it would compare with
+    the default, not with the file). Raises :class:`_Recorded` when the table cannot be built
+    (a required key is missing) or is invalid as a whole: only valid objects are returned.
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    failed: list[str] = []  # keys of this table whose value was refused
     for key in data:
         if key not in fields:
             hint = _did_you_mean(key, list(fields))
             allowed = "" if hint else f" (known keys: {', '.join(fields)})"
-            raise SettingsError(f"{ctx.source}: {prefix}{key}: unknown key{hint}{allowed}")
+            ctx.record(SettingsError(f"{ctx.source}: {prefix}{key}: unknown key{hint}{allowed}"))
     kwargs: dict[str, Any] = {}
+    missing = False
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], prefix + name, f.metadata, ctx)
+            try:
+                kwargs[name] = _convert(hints[name], data[name], prefix + name, f.metadata, ctx)
+            except SettingsError as err:
+                ctx.record(err)
+                failed.append(name)
+                if f.default is _MISSING and f.default_factory is _MISSING:
+                    missing = True
         elif f.default is _MISSING and f.default_factory is _MISSING:
-            raise SettingsError(f"{ctx.source}: {prefix}{name}: missing required key")
+            ctx.record(SettingsError(f"{ctx.source}: {prefix}{name}: missing required key"))
+            missing = True
+    if missing:
+        raise _Recorded(prefix)
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if callable(check):
         try:
             check()
         except SettingsError as err:
-            raise SettingsError(f"{ctx.source}: {prefix}{err}") from None
+            # A complaint that names a refused key compares with its default, not with what the
+            # file says: already reported, and misleading. Either way the object is invalid.
+            if not any(re.search(rf"\b{re.escape(name)}\b", str(err)) for name in failed):
+                ctx.record(SettingsError(f"{ctx.source}: {prefix}{err}"))
+            raise _Recorded(prefix) from None
     return obj
 
 
-def build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
+def build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "",
+          errors: list[str] | None = None) -> T:
     """Make a ``cls`` from a TOML table, validating every key.
 
     A dataclass may define ``validate()`` for cross-field rules; it raises ``SettingsError`` with
     a message starting with the key (``"hysteresis_deg = 20: must be below threshold_deg"``).
 
+    Args:
+        errors: collect the problems here instead of raising, and return the object built from
+            the good values (defaults for the bad ones), for further checks. A table that cannot
+            be built at all (a missing required key) still raises.
+
     Raises:
-        SettingsError: with a one-line message naming ``source``, the key and what is allowed.
+        SettingsError: one line per problem, each naming ``source``, the key and what is allowed.
     """
-    return _build(cls, data, prefix, _Ctx(source))
+    ctx = _Ctx(source)
+    try:
+        obj = _build(cls, data, prefix, ctx)
+    except _Recorded:
+        raise errors_to_raise(ctx.errors) from None
+    if ctx.errors:
+        if errors is None:
+            raise errors_to_raise(ctx.errors)
+        errors.extend(ctx.errors)
+    return obj
 
 
-def check_partial(cls: type, data: Mapping[str, Any], source: str, prefix: str) -> dict[str, Any]:
-    """Validate a table of overrides for some of ``cls``'s fields; return the converted values."""
+def check_partial(cls: type, data: Mapping[str, Any], source: str, prefix: str,
+                  errors: list[str] | None = None) -> dict[str, Any]:
+    """Validate a table of overrides for some of ``cls``'s fields; return the converted values.
+
+    With ``errors``, problems are collected there (the bad keys left out of the result)."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     ctx = _Ctx(source)
@@ -225,8 +298,16 @@ def check_partial(cls: type, data: Mapping[str, Any], source: str, prefix: str) 
     for key, value in data.items():
         if key not in fields:
             hint = _did_you_mean(key, list(fields))
-            raise SettingsError(f"{source}: {prefix}{key}: unknown key{hint}")
-        out[key] = _convert(hints[key], value, prefix + key, fields[key].metadata, ctx)
+            ctx.record(SettingsError(f"{source}: {prefix}{key}: unknown key{hint}"))
+            continue
+        try:
+            out[key] = _convert(hints[key], value, prefix + key, fields[key].metadata, ctx)
+        except SettingsError as err:
+            ctx.record(err)
+    if ctx.errors:
+        if errors is None:
+            raise errors_to_raise(ctx.errors)
+        errors.extend(ctx.errors)
     return out
 
 
