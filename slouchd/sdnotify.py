@@ -2,6 +2,11 @@
 
 It is one datagram to the AF_UNIX socket named in ``$NOTIFY_SOCKET``, so no dependency is needed.
 Outside systemd (no ``$NOTIFY_SOCKET``) every call is a no-op.
+
+The send never blocks: the socket is non-blocking, and a datagram the receiver has no room for
+(systemd stuck, or a socket nobody reads: the queue holds about 10) is dropped and counted in
+:attr:`Notifier.dropped`. A blocking ``sendto`` there would freeze the whole event loop, MQTT and
+SIGTERM included; a lost ``WATCHDOG=1`` at worst gets us restarted, which is what the watchdog is for.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ class Notifier:
             self.watchdog_s = int(usec) / 1e6
         self._sock: socket.socket | None = None
         self._warned = False
+        self._warned_full = False
+        self.sent = 0
+        self.dropped = 0
+        """Messages dropped because the receiver's queue was full (or the socket is gone)."""
 
     @property
     def enabled(self) -> bool:
@@ -41,10 +50,20 @@ class Notifier:
             addr = "\0" + addr[1:]
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             self._sock.sendto("\n".join(fields).encode(), addr)
+            self.sent += 1
             return True
+        except BlockingIOError:
+            self.dropped += 1
+            if not self._warned_full:
+                log.warning("systemd notify socket is not being read (queue full): dropping "
+                            "notifications, counted as notify_dropped")
+                self._warned_full = True
+            return False
         except OSError as err:
+            self.dropped += 1
             if not self._warned:
                 log.warning("cannot reach systemd notify socket: %s", err)
                 self._warned = True

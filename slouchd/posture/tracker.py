@@ -230,21 +230,33 @@ class PostureTracker:
         return self._wellbeing.totals.to_stats()
 
     def export_state(self) -> dict[str, Any]:
-        """Calibration and today's totals as JSON-able data (see :meth:`restore_state`)."""
+        """Calibration, today's totals and the sitting stretch as JSON-able data (see
+        :meth:`restore_state`). Times in it are Unix seconds."""
         return {
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "totals": self._wellbeing.totals.to_dict(),
-            "sitting_s": round(self._wellbeing.sitting_s, 1),
+            **self._wellbeing.export(self.clock.epoch_offset_s, self._last_t),
         }
 
     def restore_state(self, d: dict[str, Any]) -> None:
-        """Restore :meth:`export_state` output. Totals of another day are dropped at the first tick."""
+        """Restore :meth:`export_state` output.
+
+        Totals of an earlier day are closed (a ``day_summary``) at the first tick; totals of a
+        later day than the clock's (the wall clock went back) are kept. The sitting stretch goes
+        on only when the first tick is on the saved day and less than ``break_min_s`` after the
+        save; otherwise a fresh stretch starts. Its next reminder is the next one due on the
+        schedule, never one already passed.
+
+        Raises:
+            ValueError, TypeError, KeyError: a value of the wrong type or out of range.
+        """
         cal = d.get("calibration")
         if cal is not None:
             self._set_calibration(Calibration.from_dict(cal))
         if d.get("totals"):
             self._wellbeing.totals = wb.DayTotals.from_dict(d["totals"])
-        self._wellbeing.sitting_s = float(d.get("sitting_s", 0.0))
+            self.clock.hold_day(self._wellbeing.totals.date)
+        self._wellbeing.restore(d, self.clock.epoch_offset_s)
 
     # ------------------------------------------------------------------------------ internals
 

@@ -32,6 +32,10 @@ from typing import Any
 from slouchd.posture.settings import DetectionSettings
 
 MAX_PAYLOAD_BYTES = 1024
+"""Larger command payloads are refused with a reply (``oversized``)."""
+DROP_PAYLOAD_BYTES = 4096
+"""Larger payloads on a command topic are dropped before they are looked at: no parsing, no
+reply (a flood of them must cost nothing), only counted by the publisher."""
 # A snooze longer than a day is a forgotten snooze: switch alerts off instead.
 SNOOZE_MAX_MIN = 1440.0
 ID_MAX_CHARS = 64
@@ -177,11 +181,10 @@ def _check_value(key: str, value: Any) -> Any:
         # bool is an int in Python; true must not mean 1 degree.
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CommandRefused("wrong_type", f"{key} must be a number")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise CommandRefused("out_of_range", f"{key} is far out of range") from None
-        if not math.isfinite(number):
+        number = _finite_number(value)
+        if number is None:
+            if isinstance(value, int):
+                raise CommandRefused("out_of_range", f"{key} is far out of range")
             raise CommandRefused("not_finite", f"{key} must be a finite number")
         if (spec.lo is not None and number < spec.lo) or (spec.hi is not None and number > spec.hi):
             raise CommandRefused("out_of_range", f"{key} = {_num(number)}: must be "
@@ -198,7 +201,8 @@ def _check_value(key: str, value: Any) -> Any:
 def _num(x: float | None) -> str:
     if x is None:
         return "?"
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    # Short whatever the size: 1e300 is written as such, not as 301 digits.
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def parse_command(
@@ -265,12 +269,32 @@ def parse_command(
     return Command(values, request_id)
 
 
+def _finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, NaN/inf, or an int too big for a float).
+
+    ``math.isfinite`` and ``float`` raise OverflowError on a 400-digit int: checked here so
+    that no command field can raise anything but :class:`CommandRefused`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+TS_MIN, TS_MAX = 0.0, 4102444800.0
+"""Plausible Unix times for ``"ts"`` (1970 .. 2100), seconds."""
+
+
 def _check_age(ts: Any, now_s: float | None, max_age_s: float) -> None:
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+    number = _finite_number(ts)
+    if number is None or not TS_MIN <= number <= TS_MAX:
         raise CommandRefused("wrong_type", "ts must be a Unix time in seconds")
     if now_s is None:
         return
-    age = now_s - float(ts)
+    age = now_s - number
     if age > max_age_s:
         raise CommandRefused("stale", f"command is {age:.0f} s old (max {max_age_s:g} s)")
     if age < -max_age_s:

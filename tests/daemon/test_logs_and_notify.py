@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 
 from slouchd.logs import JsonFormatter, RateLimitFilter
@@ -71,6 +72,32 @@ def test_notifier_sends_datagrams_to_notify_socket(tmp_path: Path) -> None:
     assert n.reloading()
     lines = sock.recv(1024).decode().splitlines()
     assert lines[0] == "RELOADING=1" and lines[1].startswith("MONOTONIC_USEC=")
+    n.close()
+    sock.close()
+
+
+def test_notifier_never_blocks_on_a_socket_nobody_reads(tmp_path: Path) -> None:
+    """systemd stuck: the datagram queue fills (about 10); sends then drop and count, never block."""
+    path = tmp_path / "n.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))  # never read
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
+    t0 = time.monotonic()
+    results = [n.watchdog() for _ in range(2000)]
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.0  # a blocking sendto would hang here forever
+    assert results[0] is True and results[-1] is False
+    assert n.sent == results.count(True) and n.sent >= 1
+    assert n.dropped == results.count(False) and n.dropped >= 1000
+    # Once systemd reads again, messages flow again.
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.recv(64)
+        except BlockingIOError:
+            break
+    assert n.status("back") is True
+    assert sock.recv(64) == b"STATUS=back"
     n.close()
     sock.close()
 

@@ -279,13 +279,13 @@ async def test_a_full_queue_drops_other_events_before_alerts() -> None:
         kind = "slouch_alert" if i % 6 == 0 else "slouch_end"  # 5 alerts among 30
         pub.publish_event("alice", {"t": float(i), "event": kind})
     assert pub.queue_depth == 10 and pub.dropped == 20
-    kept = [json.loads(p) for _w, _k, p in pub._events]
+    kept = [json.loads(item[2]) for item in pub._events]
     assert [e["t"] for e in kept if e["event"] == "slouch_alert"] == [0.0, 6.0, 12.0, 18.0, 24.0]
     assert [e["seq"] for e in kept] == sorted(e["seq"] for e in kept)  # still in order
     for i in range(20):  # only alerts now: the oldest alerts go
         pub.publish_event("alice", {"t": 100.0 + i, "event": "slouch_alert"})
     assert pub.queue_depth == 10
-    assert [json.loads(p)["t"] for _w, _k, p in pub._events] == [110.0 + i for i in range(10)]
+    assert [json.loads(item[2])["t"] for item in pub._events] == [110.0 + i for i in range(10)]
 
 
 async def test_broker_killed_hard_publisher_recovers_and_re_announces(
