@@ -13,10 +13,11 @@ Per repetition of each stretch:
   hysteresis_deg``, up to ``max_deg``), the trunk is settled (angle changing slower than
   ``settle_dps``), the body is still, and there is no bouncing. Past ``max_deg`` the wearer is told
   to ease off (``too_far`` cue). Out of the pose for ``lost_timeout_s``: abandoned.
-- **bounce detection**: over the last ``bounce_window_s`` the angle is detrended (least-squares
-  line) and its swings counted: at least ``bounce_crossings`` alternations across a band of
-  +-``bounce_swing_deg / 4`` and a peak-to-peak swing of at least ``bounce_swing_deg`` is
-  bouncing (at 10 ticks/s and a 2.5 s window, that is about 0.6-3 Hz). It pauses the timer, takes
+- **bounce detection**: over the last ``bounce_window_s`` the angle's turns of direction are
+  counted, each only after a swing of at least ``bounce_swing_deg`` one way and then back
+  (a zig-zag with that hysteresis). ``bounce_reversals`` turns in the window is bouncing: at the
+  defaults (3 turns of 3 degrees in 2.5 s) an oscillation of 0.6 Hz and up, while a slow ramp into
+  or out of the pose has no turn and breathing's swing is too small. It pauses the timer, takes
   back the hold counted since the bouncing began, and emits the ``no_bouncing`` cue.
 - **rest** for ``rest_s``, then the next repetition or stretch; after the last one the session is
   complete.
@@ -90,9 +91,11 @@ class StretchSettings:
     bounce_window_s: float = setting(
         2.5, min=1, max=10, doc="bouncing is looked for over this much recent angle, seconds")
     bounce_swing_deg: float = setting(
-        3.0, min=1, max=30, doc="a peak-to-peak swing this large, repeated, is bouncing, degrees")
-    bounce_crossings: int = setting(
-        3, min=2, max=20, doc="swings (alternations across the detrended mean) that make a bounce")
+        3.0, min=1, max=30, doc="swings this large (peak to peak), repeated, are bouncing, degrees")
+    bounce_reversals: int = setting(
+        3, min=1, max=20,
+        doc="turns of direction, each after a swing of bounce_swing_deg, within the window that "
+            "make a bounce")
     credit_max_s: float = setting(
         3.0, min=0, max=10,
         doc="settled in-range time withheld only because the motion flag or bounce window lagged "
@@ -156,10 +159,10 @@ def other_angle(stretch: Stretch, flexion_deg: float, lateral_deg: float | None)
 class BounceDetector:
     """Repeated swings of one angle over a sliding window (see the module docstring)."""
 
-    def __init__(self, window_s: float, swing_deg: float, crossings: int) -> None:
+    def __init__(self, window_s: float, swing_deg: float, reversals: int) -> None:
         self.window_s = window_s
         self.swing_deg = swing_deg
-        self.crossings = crossings
+        self.reversals = reversals
         self.samples: deque[tuple[float, float]] = deque()
 
     def reset(self) -> None:
@@ -171,28 +174,31 @@ class BounceDetector:
         s.append((t_s, angle_deg))
         while s and s[0][0] <= t_s - self.window_s - 1e-9:
             s.popleft()
-        n = len(s)
-        if n < 5 or s[-1][0] - s[0][0] < 0.6 * self.window_s:
+        if len(s) < 5:
             return False
-        # Least-squares line through the window: removes the pose, slow drift and a slow ramp.
-        ts = [p[0] - s[0][0] for p in s]
-        ys = [p[1] for p in s]
-        mt = sum(ts) / n
-        my = sum(ys) / n
-        var = sum((x - mt) ** 2 for x in ts)
-        slope = sum((x - mt) * (y - my) for x, y in zip(ts, ys, strict=True)) / var if var > 0 else 0.0
-        resid = [y - my - slope * (x - mt) for x, y in zip(ts, ys, strict=True)]
-        if max(resid) - min(resid) < self.swing_deg:
-            return False
-        band = self.swing_deg / 4.0
-        side = 0
-        alternations = 0
-        for r in resid:
-            now = 1 if r > band else (-1 if r < -band else 0)
-            if now and now != side:
-                alternations += 1 if side else 0
-                side = now
-        return alternations >= self.crossings
+        # Zig-zag: a reversal is a turn after moving at least swing_deg one way, then at least
+        # swing_deg back. A slow ramp (into or out of the pose) has none; breathing's swing is
+        # smaller than swing_deg; a bounce has one every half period.
+        h = self.swing_deg
+        first = s[0][1]
+        hi = lo = first
+        direction = 0
+        reversals = 0
+        for _, y in s:
+            if direction >= 0:
+                if y > hi:
+                    hi = y
+                elif hi - y >= h:
+                    reversals += direction == 1
+                    direction, lo = -1, y
+                    continue
+            if direction <= 0:
+                if y < lo:
+                    lo = y
+                elif y - lo >= h:
+                    reversals += direction == -1
+                    direction, hi = 1, y
+        return reversals >= self.reversals
 
 
 class StretchJudge:
@@ -347,7 +353,7 @@ class StretchJudge:
 
     def _new_bounce_detector(self) -> BounceDetector:
         s = self.settings
-        return BounceDetector(s.bounce_window_s, s.bounce_swing_deg, s.bounce_crossings)
+        return BounceDetector(s.bounce_window_s, s.bounce_swing_deg, s.bounce_reversals)
 
     def _rest_s(self) -> float:
         # Resting after the last repetition of a stretch leads into the next stretch.
