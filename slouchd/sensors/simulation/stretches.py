@@ -1,0 +1,369 @@
+"""A simulated wearer doing guided stretches, with ground truth, for the stretch judge's tests and
+``bench/coach.py``.
+
+The person follows the session as a person would: reacts to the judge's events (step start,
+"again", "done") after a human delay, eases into the pose over a few seconds, holds it breathing and
+swaying a little (sometimes shifting a degree or two), and lets go when told. Behaviours:
+
+- ``good``: every stretch done as asked;
+- ``bounce``: as ``good``, but some holds contain a bout of bouncing: the angle pulsing deeper by
+  ``bounce_swing_deg`` peak to peak at 1-2 Hz for 3-6 s;
+- ``abandon``: the person gives up at one repetition: lets go half-way, never starts, or goes the
+  wrong way.
+
+The IMU samples come from the trunk angles through the same physics as the simulated day
+(:mod:`slouchd.sensors.simulation.frames`): the sensor swings on a 0.42 m radius about the hips, so
+bouncing also shakes the accelerometer; sensor noise and gyro bias are added.
+
+Ground truth is defined on the true trunk angles only (:meth:`StretchingWearer.true_hold_s`): time
+in range (the stretch's ``min_deg..max_deg``, the other axis within ``other_max_deg``), turning
+slower than ``settle_dps``, and not inside a bout of bouncing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+
+from slouchd.model import Activity, Mount, SampleBatch
+from slouchd.posture import stretch as sj
+from slouchd.posture.stretch_catalog import Stretch
+from slouchd.sensors.simulation.frames import G_MPS2, r_wb, stick_on_matrix, trunk_up
+from slouchd.sensors.simulation.knots import Knots, eval_knots
+
+BEHAVIOURS = ("good", "bounce", "abandon")
+TRUNK_RADIUS_M = 0.42
+"""Hip joint to the sensor between the shoulder blades, metres."""
+FD_H_S = 1e-3
+"""Half-step of the central differences for acceleration, seconds."""
+CALM_S = 8.0
+"""Upright and still before the session starts: the tracker calibrates on it, seconds."""
+MIN_REACTION_S = 0.6
+"""No reaction comes sooner than this after the event it answers, seconds (more than a chunk)."""
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """A bout of bouncing: ``start_s``.. ``end_s``, at ``freq_hz``, ``swing_deg`` peak to peak,
+    deeper into the stretch with the sign ``sign`` on the ``axis`` (``flex`` or ``lat``)."""
+
+    start_s: float
+    end_s: float
+    freq_hz: float
+    swing_deg: float
+    axis: str
+    sign: float
+
+    def offset(self, t: np.ndarray) -> np.ndarray:
+        inside = (t >= self.start_s) & (t < self.end_s)
+        ph = 2 * np.pi * self.freq_hz * (t - self.start_s)
+        return np.where(inside, self.sign * 0.5 * self.swing_deg * (1 - np.cos(ph)), 0.0)
+
+
+@dataclass
+class RepTruth:
+    """What the person did in one repetition (times in seconds on the sample clock)."""
+
+    step: int
+    rep: int
+    target_deg: float
+    bounce: Bounce | None = None
+    gave_up: str = ""
+
+
+@dataclass
+class StretchingWearer:
+    """A seeded person doing one guided session, reacting to the judge.
+
+    Args:
+        steps: the stretches of the session.
+        behaviour: one of :data:`BEHAVIOURS`.
+        seed: everything random follows from it.
+        rate_hz: sample rate, Hz.
+        gyro: whether the sensor has a gyroscope.
+        bounce_swing_deg: peak-to-peak size of a bounce, degrees.
+        bounce_hz: (low, high) bounce frequency range, Hz.
+    """
+
+    steps: list[Stretch]
+    behaviour: str = "good"
+    seed: int = 0
+    rate_hz: float = 50.0
+    gyro: bool = True
+    bounce_swing_deg: float = 5.0
+    bounce_hz: tuple[float, float] = (1.0, 2.0)
+    mount: Mount = field(default_factory=lambda: Mount.parse("+y,-z"))
+    reps: list[RepTruth] = field(default_factory=list)
+    bounces: list[Bounce] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour {self.behaviour!r}: one of {', '.join(BEHAVIOURS)}")
+        rng = self.rng = np.random.default_rng([self.seed, 71])
+        self.flex = Knots()
+        self.lat = Knots()
+        self.flex.add(0.0, 0.0)
+        self.lat.add(0.0, 0.0)
+        self.horizon_s = 0.0  # samples exist up to here: plans may only change the future
+        self.session_start_s = CALM_S
+        self.r_bs = stick_on_matrix(self.mount, rng.uniform(10, 25), rng.uniform(-5, 5))
+        self.breath_hz = rng.uniform(0.2, 0.3)
+        self.breath_deg = rng.uniform(0.5, 1.0)
+        self.phases = rng.uniform(0, 2 * np.pi, 6)
+        self.acc_bias = rng.uniform(-0.01, 0.01, 3)
+        self.gyro_bias = rng.uniform(-0.8, 0.8, 3)
+        n_reps = sum(s.repetitions for s in self.steps)
+        # Which repetition the person gives up at, and how; which holds bounce.
+        # Not at a squeeze: giving one up looks like sitting upright, which is what a squeeze is
+        # judged as (all one sensor can tell), so its truth would be "done".
+        choices = [i for i, st in enumerate(s for s in self.steps for _ in range(s.repetitions))
+                   if st.direction != "squeeze"]
+        self.give_up_at = int(rng.choice(choices)) if self.behaviour == "abandon" and choices else -1
+        self.give_up_how = str(rng.choice(["let_go", "never_start", "wrong_way"]))
+        self._rep_counter = -1
+        self._current: RepTruth | None = None
+        self._step_idx = 0
+        self._bouncy = [self.behaviour == "bounce" and bool(rng.random() < 0.6) for _ in range(n_reps)]
+
+    # ---------------------------------------------------------------------- the person's choices
+
+    def _move(self, start_s: float, dur_s: float, flex: float, lat: float) -> None:
+        if start_s < self.horizon_s + FD_H_S:
+            raise RuntimeError(f"planned at {start_s:.2f} s, before the samples already made "
+                               f"({self.horizon_s:.2f} s)")
+        for k, v in ((self.flex, flex), (self.lat, lat)):
+            k.hold_to(start_s)
+            k.add(start_s + dur_s, v)
+
+    def _pose(self, st: Stretch, angle: float) -> tuple[float, float]:
+        """Trunk (flexion, lateral) for ``angle`` in the stretch's direction, with a little of the
+        other axis as real people do."""
+        other = float(self.rng.normal(0, 2.0))
+        d = st.direction
+        if d == "extension":
+            return -angle, other
+        if d == "flexion":
+            return angle, other
+        if d == "side_left":
+            return other, -angle
+        if d == "side_right":
+            return other, angle
+        return angle, 0.0  # squeeze: sitting tall, a touch of extension
+
+    def react(self, events: list[sj.StretchEvent]) -> None:
+        """What the person does about the judge's events (plans moves in the future)."""
+        for ev in events:
+            if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
+                self._start_rep(ev.t_s, int(ev.data.get("step_index", 0)) - 1, ev)
+            elif (ev.kind == sj.STRETCH_REP_COMPLETE and self._current is not None
+                  and not self._current.gave_up):
+                t = max(ev.t_s + self.rng.uniform(0.6, 1.5), self.horizon_s + 0.05)
+                self._move(t, self.rng.uniform(1.5, 3.0), self.rng.uniform(-1, 3), 0.0)
+
+    def _start_rep(self, t_ev: float, step_idx: int, ev: sj.StretchEvent) -> None:
+        if ev.kind == sj.STRETCH_STEP_START:
+            self._step_idx = step_idx
+        st = self.steps[self._step_idx]
+        self._rep_counter += 1
+        rng = self.rng
+        rep = RepTruth(self._step_idx, int(ev.data.get("rep", 1)), 0.0)
+        self._current = rep
+        self.reps.append(rep)
+        t = max(t_ev + rng.uniform(0.8, 2.0), self.horizon_s + MIN_REACTION_S)
+        ramp = rng.uniform(2.0, 4.0)
+        if st.direction == "squeeze":
+            target = rng.uniform(-3.0, 0.0)
+        else:
+            bouncy = self._bouncy[self._rep_counter]
+            top = st.max_deg - 4 - (self.bounce_swing_deg if bouncy else 0.0)
+            target = rng.uniform(st.min_deg + 3, max(st.min_deg + 3.5, top))
+        rep.target_deg = target
+        if self._rep_counter == self.give_up_at:
+            rep.gave_up = self.give_up_how
+            if self.give_up_how == "never_start":
+                return
+            if self.give_up_how == "wrong_way":
+                f, la = self._pose(st, -target if st.direction != "squeeze" else -25.0)
+                if st.direction == "squeeze":
+                    f, la = 25.0, 0.0  # slumps forward instead of sitting tall
+                self._move(t, ramp, f, la)
+                return
+            f, la = self._pose(st, target)
+            self._move(t, ramp, f, la)
+            let_go = t + ramp + rng.uniform(0.3, 0.6) * st.hold_s
+            self._move(let_go, rng.uniform(1.5, 3.0), rng.uniform(-1, 3), 0.0)
+            return
+        f, la = self._pose(st, target)
+        self._move(t, ramp, f, la)
+        # Shifting a little during the hold (not bouncing): a degree or two, slowly.
+        hold_start = t + ramp
+        if st.direction != "squeeze" and rng.random() < 0.3:
+            shift_at = hold_start + rng.uniform(2.0, 6.0)
+            d = rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0])
+            f2, la2 = (f + d, la) if st.direction in ("extension", "flexion") else (f, la + d)
+            self._move(shift_at, rng.uniform(1.0, 1.5), f2, la2)
+        if self._bouncy[self._rep_counter] and st.direction != "squeeze":
+            freq = rng.uniform(*self.bounce_hz)
+            start = hold_start + rng.uniform(2.0, 5.0)
+            cycles = max(3, round(rng.uniform(3.0, 6.0) * freq))
+            axis, sign = {"extension": ("flex", -1.0), "flexion": ("flex", 1.0),
+                          "side_left": ("lat", -1.0), "side_right": ("lat", 1.0)}[st.direction]
+            b = Bounce(start, start + cycles / freq, freq, self.bounce_swing_deg, axis, sign)
+            rep.bounce = b
+            self.bounces.append(b)
+
+    # -------------------------------------------------------------------------- angles and IMU
+
+    def angles(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """True trunk flexion and lateral lean (degrees) at times ``t``: the plan, bouncing,
+        breathing and sway."""
+        kt, kv = self.flex.freeze()
+        flex = eval_knots(kt, kv, t)
+        kt, kv = self.lat.freeze()
+        lat = eval_knots(kt, kv, t)
+        p = self.phases
+        tau = 2 * np.pi * t
+        flex = flex + self.breath_deg * np.sin(tau * self.breath_hz + p[0]) \
+            + 0.15 * np.sin(tau * 0.07 + p[1]) + 0.1 * np.sin(tau * 0.19 + p[2])
+        lat = lat + 0.1 * np.sin(tau * 0.05 + p[3]) + 0.08 * np.sin(tau * 0.23 + p[4])
+        for b in self.bounces:
+            if b.axis == "flex":
+                flex = flex + b.offset(t)
+            else:
+                lat = lat + b.offset(t)
+        return flex, lat
+
+    def samples(self, t0: float, t1: float) -> SampleBatch:
+        """IMU samples in ``[t0, t1)``: acceleration (g) and, with ``gyro``, rate (deg/s)."""
+        i0 = math.ceil(t0 * self.rate_hz - 1e-9)
+        i1 = math.ceil(t1 * self.rate_hz - 1e-9)
+        t = np.arange(i0, i1) / self.rate_hz
+        self.horizon_s = max(self.horizon_s, t1)
+        n = t.size
+        if n == 0:
+            return SampleBatch(t, np.empty((0, 3)), None if not self.gyro else np.empty((0, 3)))
+        h = FD_H_S
+        tt = np.concatenate([t - h, t, t + h])
+        flex, lat = self.angles(tt)
+        zero = np.zeros_like(tt)
+        pos = trunk_up(zero, np.radians(lat), np.radians(flex)) * TRUNK_RADIUS_M
+        acc_w = (pos[2 * n:] - 2 * pos[n:2 * n] + pos[:n]) / (h * h)
+        specific = acc_w / G_MPS2
+        specific[:, 2] += 1.0
+        fl, la = np.radians(flex[n:2 * n]), np.radians(lat[n:2 * n])
+        r_ws = r_wb(np.zeros(n), la, fl) @ self.r_bs
+        rng = np.random.default_rng([self.seed, 72, i0])
+        acc = np.einsum("nji,nj->ni", r_ws, specific) + self.acc_bias + rng.normal(0, 0.004, (n, 3))
+        gyro = None
+        if self.gyro:
+            d_fl = np.radians(flex[2 * n:] - flex[:n]) / (2 * h)
+            d_la = np.radians(lat[2 * n:] - lat[:n]) / (2 * h)
+            w_b = np.stack([np.cos(fl) * d_la, d_fl, np.sin(fl) * d_la], -1)
+            gyro = (np.degrees(np.einsum("ji,nj->ni", self.r_bs, w_b)) + self.gyro_bias
+                    + rng.normal(0, 0.3, (n, 3)))
+        return SampleBatch(t, acc, gyro)
+
+    # ---------------------------------------------------------------------------- ground truth
+
+    def in_bounce(self, t: np.ndarray) -> np.ndarray:
+        out = np.zeros(t.shape, dtype=bool)
+        for b in self.bounces:
+            out |= (t >= b.start_s) & (t < b.end_s)
+        return out
+
+    def true_hold_s(self, st: Stretch, t0: float, t1: float, settle_dps: float) -> float:
+        """True in-pose still time of stretch ``st`` between ``t0`` and ``t1``, seconds."""
+        if t1 <= t0:
+            return 0.0
+        dt = 0.01
+        t = np.arange(t0 + dt / 2, t1, dt)
+        flex, lat = self.angles(t)
+        f_prev, l_prev = self.angles(t - dt)
+        speed = np.maximum(np.abs(flex - f_prev), np.abs(lat - l_prev)) / dt
+        angle = {"extension": -flex, "flexion": flex, "side_left": -lat, "side_right": lat,
+                 "squeeze": np.maximum(np.abs(flex), np.abs(lat))}[st.direction]
+        other = np.abs(lat) if st.direction in ("extension", "flexion") else (
+            np.abs(flex) if st.direction in ("side_left", "side_right") else np.zeros_like(t))
+        if st.direction == "squeeze":
+            in_range = angle <= st.max_deg
+        else:
+            in_range = (angle >= st.min_deg) & (angle <= st.max_deg) & (other <= st.other_max_deg)
+        ok = in_range & (speed < settle_dps) & ~self.in_bounce(t)
+        return float(np.count_nonzero(ok) * dt)
+
+    def expected_steps(self) -> list[bool]:
+        """Which stretches the person completes (all but the one given up on and those after)."""
+        out = []
+        counter = 0
+        gave_up = False
+        for st in self.steps:
+            ok = not gave_up
+            for _ in range(st.repetitions):
+                if counter == self.give_up_at:
+                    ok = False
+                    gave_up = True
+                counter += 1
+            out.append(ok)
+        return out
+
+
+@dataclass
+class SessionRun:
+    """What one simulated session produced."""
+
+    wearer: StretchingWearer
+    judge: sj.StretchJudge | None
+    events: list[sj.StretchEvent]
+    rep_windows: list[dict[str, Any]]
+
+
+def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
+                       settings: sj.StretchSettings | None = None, gyro: bool = True,
+                       rate_hz: float = 50.0, bounce_swing_deg: float = 5.0,
+                       bounce_hz: tuple[float, float] = (1.0, 2.0), chunk_s: float = 0.25,
+                       max_s: float = 1200.0) -> SessionRun:
+    """Simulate a person doing ``steps`` through the real posture tracker and the stretch judge.
+
+    The tracker runs with the mount declared and 0.1 s frames; its frames feed the judge
+    (``still`` = activity ``still``); the person reacts to the judge's events.
+    """
+    from slouchd.posture.settings import DetectionSettings, WellbeingSettings
+    from slouchd.posture.tracker import PostureTracker
+
+    settings = settings or sj.StretchSettings()
+    wearer = StretchingWearer(steps, behaviour, seed, rate_hz, gyro, bounce_swing_deg, bounce_hz)
+    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), wearer.mount,
+                             frame_interval_s=0.1, epoch_offset_s=0.0, tz=UTC)
+    judge: sj.StretchJudge | None = None
+    events: list[sj.StretchEvent] = []
+    windows: list[dict[str, Any]] = []
+    open_rep: dict[str, Any] | None = None
+    t = 0.0
+    while t < max_s and not (judge is not None and judge.done):
+        out = tracker.process(wearer.samples(t, t + chunk_s))
+        t += chunk_s
+        for f in out.frames:
+            if judge is None:
+                if f.t_s < wearer.session_start_s or not f.calibrated:
+                    continue
+                judge = sj.StretchJudge(steps, settings, session="sim", t_start_s=f.t_s)
+                new = judge.start()
+            else:
+                new = judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
+            for ev in new:
+                if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
+                    open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
+                elif ev.kind in (sj.STRETCH_REP_COMPLETE, sj.STRETCH_ABANDONED) and open_rep is not None:
+                    open_rep.update(t1=ev.t_s, held_s=float(ev.data.get("held_s", 0.0)),
+                                    complete=ev.kind == sj.STRETCH_REP_COMPLETE)
+                    windows.append(open_rep)
+                    open_rep = None
+            events += new
+            wearer.react(new)
+            if judge.done:
+                break
+    return SessionRun(wearer, judge, events, windows)
