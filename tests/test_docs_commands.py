@@ -64,5 +64,6 @@ def test_each_documented_command_parses(doc: str, cmd: str, capsys: pytest.Captu
     except SystemExit as stop:
         if "--help" in cmd.split() and stop.code == 0:
             return
-        raise AssertionError(f"{doc}: `slouchd {cmd}` is refused: {capsys.readouterr().err.strip()}") from None
+        why = capsys.readouterr().err.strip()
+        raise AssertionError(f"{doc}: `slouchd {cmd}` is refused: {why}") from None
     assert args.command == cmd.split()[0]
