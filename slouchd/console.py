@@ -237,7 +237,8 @@ class ConsoleView:
         seated = sum(v for k, v in self.time_in.items() if k in ("upright", "slouching", "leaning back"))
         upright = self.time_in["upright"] + self.time_in["leaning back"]
         upright_pct = 100.0 * upright / seated if seated else 0.0
-        parts = ", ".join(f"{k} {v / 60:.0f}\N{NO-BREAK SPACE}min" for k, v in self.time_in.most_common() if v >= 30)
+        nbsp = "\N{NO-BREAK SPACE}"  # "7 min" stays on one line when wrapped
+        parts = ", ".join(f"{k} {v / 60:.0f}{nbsp}min" for k, v in self.time_in.most_common() if v >= 30)
         return self.wrap(
             f"summary: {span / 60:.0f} simulated minutes: {parts or 'no data'}\n"
             f"summary: seated upright {upright_pct:.0f}% of the time, slouched "

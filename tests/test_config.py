@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,28 @@ def test_a_directory_or_unreadable_config_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"# caf\xe9\n")
     with pytest.raises(ConfigError, match=r"not UTF-8 text|not valid TOML"):
         load_config(bad)
+
+
+EXAMPLE = REPO / "config" / "slouchd.example.toml"
+
+
+def test_the_example_for_etc_passes_check_config_and_has_no_simulated_wearer(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from slouchd.cli import main
+
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.startswith(f"{EXAMPLE}: ok: 1 wearer(s): ana (C4:AA:10:2B:33:01)")
+    cfg = load_config(EXAMPLE)
+    assert cfg.wearers and all(w.sensor != "simulated" and not w.sensor.startswith("replay:")
+                               for w in cfg.wearers)
+    assert cfg.mqtt.host  # a real broker, not the embedded one
+    # Uncommenting the documented extras keeps it valid.
+    text = re.sub(r"^# (name|sensor|profile|threshold_deg|\[\[wearers\]\]|\[wearers\.detection\])",
+                  r"\1", EXAMPLE.read_text(), flags=re.M)
+    assert [w.name for w in parse_config(tomllib.loads(text)).wearers] == ["ana", "ben"]
+
+
+def test_install_docs_copy_the_example_not_the_reference_with_its_demo_wearer() -> None:
+    install = (REPO / "docs" / "install.md").read_text()
+    copies = re.findall(r"install .*?(config/\S+\.toml) /etc/slouchd/slouchd\.toml", install)
+    assert copies == ["config/slouchd.example.toml"]

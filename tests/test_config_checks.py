@@ -237,3 +237,50 @@ def test_bounds_and_patterns_of_a_list_setting_apply_to_each_item() -> None:
         build(Tags, {"tags": ["a", "B"]}, "t")
     with pytest.raises(ConfigError, match=r"^t: sizes\[0\] = 0: must be 1..9$"):
         build(Tags, {"sizes": [0]}, "t")
+
+
+# ----- 4. every problem of a file at once ---------------------------------------------------------
+def test_check_config_reports_every_problem_at_once_and_run_lists_them_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = write_config(tmp_path, 'password_file = "/nonexistent/pw"\n'
+                               '[detection]\nthreshold_deg = 100\nhysteresis_deg = 16\ndwel_s = 3\n'
+                               'mode = "trainig"\n'
+                               '[[wearers]]\nname = "Ana"\n'
+                               '[[wearers]]\nsensor = "simulated"\n'
+                               '[[wearers]]\nname = "bob"\nsensor = "C4:AA:10:2B:33:01"\nprofile = "nope"\n'
+                               'mount = "+q,-z"\n'
+                               '[[wearers]]\nname = "cy"\nsensor = "C4:AA:10:2B:33:02"\nprofile = "nope"\n'
+                               '[wearers.detection]\nthreshold_deg = 1\n')
+    expected = [
+        f"{p}: detection.dwel_s: unknown key (did you mean 'dwell_s'?)",
+        f"{p}: detection.threshold_deg = 100: must be 3..60",
+        f"{p}: detection.hysteresis_deg = 16: must be 0..15",
+        f'{p}: detection.mode = "trainig": must be one of "training", "tracking" '
+        "(did you mean 'training'?)",
+        f'{p}: wearers[0].name = "Ana": must match [a-z0-9][a-z0-9_\\-]{{0,31}}',
+        f"{p}: wearers[1].name: missing required key",
+        f'{p}: wearers[2].mount = "+q,-z": mount must be UP,OUT with each one of '
+        "+x -x +y -y +z -z, got '+q,-z'",
+        f"{p}: wearers[3].detection.threshold_deg = 1: must be 3..60",
+        f'{p}: wearers[0].profile = "nope": unknown profile (known: {PROFILES})',
+        f'{p}: mqtt.password_file = "/nonexistent/pw": cannot read it (No such file or directory)',
+    ]
+    code, err = check_config(p, capsys)
+    assert code == 2
+    assert err == [f"slouchd check-config: error: {line}" for line in expected]
+    res = run_cli("run", "--config", str(p))
+    assert res.returncode == 78
+    assert res.stderr.strip().splitlines() == [f"slouchd run: error: {line}" for line in expected]
+
+
+def test_a_refused_value_does_not_cause_a_second_misleading_complaint() -> None:
+    # threshold 100 is refused; "hysteresis 14 must be below threshold 15 (the default)" would mislead.
+    with pytest.raises(ConfigError) as err:
+        parse_config({"detection": {"threshold_deg": 100, "hysteresis_deg": 14}}, "f.toml")
+    assert err.value.problems == ["f.toml: detection.threshold_deg = 100: must be 3..60"]
+    # A cross-field problem between good values is still found next to a bad value elsewhere.
+    with pytest.raises(ConfigError) as err:
+        parse_config({"detection": {"threshold_deg": 10, "hysteresis_deg": 12},
+                      "mqtt": {"port": 0}}, "f.toml")
+    assert err.value.problems == ["f.toml: detection.hysteresis_deg = 12: must be below threshold_deg (10)",
+                                  "f.toml: mqtt.port = 0: must be 1..65535"]

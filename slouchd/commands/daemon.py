@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slouchd.cli import CliError
-from slouchd.config import ConfigError, OverrideError, WearerSettings, load_config
+from slouchd.config import ConfigError, OverrideError, WearerSettings, check_resources, load_config
 from slouchd.logs import setup_logging
 from slouchd.publish.settings import MqttSettings
+from slouchd.schema import errors_to_raise
 
 if TYPE_CHECKING:
     from slouchd.console import RunLog
@@ -81,10 +82,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f'daemon.log_format="{args.log_format}"')
     if args.log_level:
         overrides.append(f'daemon.log_level="{args.log_level}"')
+    errors: list[str] = []
     try:
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, overrides, errors=errors)
     except OverrideError as err:  # a malformed --set is a usage error (2), not a bad config file (78)
         raise CliError(str(err)) from None
+    # What the file names (profiles, password and TLS files, recordings: opened, not parsed),
+    # so that one run lists every problem, as check-config does; exit 78 (cli.main).
+    check_resources(config, parse_recordings=False, errors=errors)
+    if errors:
+        raise errors_to_raise(errors)
     setup_logging(config.daemon.log_level, config.daemon.log_format)
     return run_daemon(config, config_path=args.config, overrides=overrides)
 

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
 
 from slouchd.cli import main
-from slouchd.commands.ble import record_csv, run_record, run_scan
+from slouchd.commands.ble import EXIT_NO_BLUETOOTH, EXIT_NO_SAMPLES, record_csv, run_record, run_scan
 from slouchd.model import SampleBatch
 from slouchd.sensors.ble import BleSensorSource
 from slouchd.sensors.profiles import load_profiles
@@ -103,13 +105,13 @@ def test_profiles_lists_and_validates(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 2 and f"{bad}: rate_hz = -1: must be 0.01..2000" in err
 
 
-def test_scan_without_an_adapter_is_a_clear_message_and_exit_0() -> None:
+def test_scan_without_bluetooth_says_what_is_missing_and_exits_69() -> None:
     # This machine has no Bluetooth adapter (and no system D-Bus): the real bleak is used.
     proc = subprocess.run([sys.executable, "-m", "slouchd.cli", "scan", "--timeout", "1"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stdout.startswith("no Bluetooth: ") and "sudo systemctl start" in proc.stdout
+    assert proc.returncode == EXIT_NO_BLUETOOTH == 69, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert proc.stderr.startswith("slouchd scan: no Bluetooth: ") and "sudo systemctl start" in proc.stderr
 
 
 def test_scan_failure_message_names_the_problem() -> None:
@@ -119,10 +121,12 @@ def test_scan_failure_message_names_the_problem() -> None:
             raise BleakBluetoothNotAvailableError(  # what bleak raises on a machine without one
                 "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
 
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     args = argparse.Namespace(timeout=1.0, all=False, config=None, profiles_dir=None)
-    assert run_scan(args, scanner_cls=NoAdapter, out=out) == 0
-    assert out.getvalue().startswith("no Bluetooth: no Bluetooth LE adapter (No Bluetooth adapters found.)")
+    assert run_scan(args, scanner_cls=NoAdapter, out=out, err=err) == EXIT_NO_BLUETOOTH
+    assert out.getvalue() == ""
+    assert err.getvalue().startswith(
+        "slouchd scan: no Bluetooth: no Bluetooth LE adapter (No Bluetooth adapters found.)")
 
 
 def test_scan_lists_sensors_with_profile_rssi_and_address() -> None:
@@ -207,4 +211,82 @@ def test_record_ctrl_c_ends_cleanly_and_keeps_the_rows(tmp_path: Path) -> None:
     assert out.read_text().splitlines() == [
         "t,ax,ay,az,gx,gy,gz", "0.0000,0.00000,0.00000,1.00000,1.0000,2.0000,3.0000",
         "0.1000,0.00000,0.50000,0.90000,4.0000,5.0000,6.0000"]
-    assert "2 samples stopped; kept in" in err.getvalue()
+    assert re.search(rf"\n2 samples in \d+ s stopped with Ctrl-C; kept in {out}\n$", err.getvalue())
+
+
+def record_args(out: Path, **kw: object) -> argparse.Namespace:
+    base = {"sensor": "C4:AA:10:2B:33:01", "profile": "", "duration": 0.0, "samples": 0, "config": None,
+            "out": str(out), "profiles_dir": None}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def fake_ble(world: FakeWorld, profile: str = "") -> object:
+    """A source factory for run_record: a BleSensorSource on the fake world, its clock driven."""
+    profiles = load_profiles()
+
+    def factory() -> BleSensorSource:
+        asyncio.get_running_loop().create_task(world.clock.run())
+        return BleSensorSource("C4:AA:10:2B:33:01", profiles[profile] if profile else None, BleSettings(),
+                               profiles=profiles, scanner_cls=world.scanner_cls, client_cls=world.client_cls,
+                               clock=world.clock)
+    return factory
+
+
+@pytest.mark.parametrize("missing", [
+    FileNotFoundError(2, "No such file or directory"),
+    BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
+                                    BleakBluetoothNotAvailableReason.NO_BLUETOOTH),
+], ids=["no system D-Bus", "no adapter"])
+def test_record_without_bluetooth_exits_69_at_once_and_writes_nothing(
+        tmp_path: Path, missing: BaseException) -> None:
+    world = FakeWorld(FakeClock(), [FakeSensor()])
+    world.stack_down = missing  # the source alone would retry for ever
+    out, err = tmp_path / "rec.csv", io.StringIO()
+    started = time.monotonic()
+    code = run_record(record_args(out), source_factory=fake_ble(world), err=err,
+                      scanner_cls=world.scanner_cls)
+    assert code == EXIT_NO_BLUETOOTH
+    assert time.monotonic() - started < 5
+    assert err.getvalue().startswith("slouchd record: no Bluetooth: ")
+    assert not out.exists()
+
+
+def test_record_on_this_machine_without_bluetooth_exits_69_within_its_duration(tmp_path: Path) -> None:
+    # The real bleak, no system D-Bus: the case that used to hang for ever and exit 0.
+    out = tmp_path / "rec.csv"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "slouchd.cli", "record", "--sensor", "C4:AA:10:2B:33:01",
+                           "--duration", "20", str(out)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    took = time.monotonic() - started
+    assert proc.returncode == EXIT_NO_BLUETOOTH, proc.stderr
+    assert took < 20
+    assert proc.stderr.startswith("slouchd record: no Bluetooth: ") and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("profile", "left"), [("generic", "t,ax,ay,az\n"), ("", None)])
+def test_record_duration_counts_from_the_start_even_when_no_sensor_is_found(
+        tmp_path: Path, profile: str, left: str | None) -> None:
+    world = FakeWorld(FakeClock(), [])  # Bluetooth works, the sensor is not there
+    out, err = tmp_path / "rec.csv", io.StringIO()
+    started = time.monotonic()
+    code = run_record(record_args(out, profile=profile, duration=1.0),
+                      source_factory=fake_ble(world, profile), err=err, scanner_cls=world.scanner_cls)
+    took = time.monotonic() - started
+    assert code == EXIT_NO_SAMPLES
+    assert 1.0 <= took < 6
+    assert "slouchd record: no samples from C4:AA:10:2B:33:01 in 1 s" in err.getvalue()
+    # With a known profile the header is written first and stays; without one, no empty file.
+    assert (out.read_text() if out.exists() else None) == left
+
+
+def test_record_writes_the_header_first_and_reports_what_it_wrote(tmp_path: Path) -> None:
+    world = FakeWorld(FakeClock(), [FakeSensor(samples_per_packet=5)])
+    out, err = tmp_path / "rec.csv", io.StringIO()
+    code = run_record(record_args(out, profile="generic", samples=40),
+                      source_factory=fake_ble(world, "generic"), err=err, scanner_cls=world.scanner_cls)
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "t,ax,ay,az" and len(lines) == 41
+    assert re.search(rf"\n40 samples in \d+ s written to {out}\n$", err.getvalue())
