@@ -46,6 +46,8 @@ GYRO_UNITS = {"deg/s": 1.0, "rad/s": 180.0 / math.pi}
 """Gyroscope units a recording may use, and the factor to deg/s."""
 BLOCK_ROWS = 65536
 """Lines parsed at a time: about 20 min at 50 Hz and 4 MB of arrays, whatever the file size."""
+PERIOD_ROWS = 4096
+"""The first block is at least this long: the sample period is measured on it."""
 LOW_RATE_HZ = 20.0
 """Below this sample rate angles are less accurate (errors 2-4x those at 50 Hz): warn."""
 GYRO_CHECK_WINDOWS = 5
@@ -291,7 +293,7 @@ class RecordingReader:
         first = True
         while True:
             start_line = self._line_no + 1
-            lines = self._read_lines()
+            lines = self._read_lines(max(self.block_rows, PERIOD_ROWS) if first else self.block_rows)
             if not lines:
                 break
             values, line_of_block = self._parse_block(lines, start_line)
@@ -349,9 +351,9 @@ class RecordingReader:
         rep.t_last_s = float(batch.t_s[-1])
         return batch
 
-    def _read_lines(self) -> list[str]:
+    def _read_lines(self, n: int) -> list[str]:
         try:
-            lines = list(itertools.islice(self._fh, self.block_rows))
+            lines = list(itertools.islice(self._fh, n))
         except UnicodeDecodeError:
             raise RecordingError(f"{self.where}: not UTF-8 text") from None
         except OSError as err:
@@ -387,29 +389,36 @@ class RecordingReader:
         out = np.empty((len(body), len(self._wanted)))
         keep = np.ones(len(body), dtype=bool)
         for r, (no, ln) in enumerate(body):
-            cells = _data(ln).split(",")
-            if len(cells) != self._ncol:
+            try:
+                out[r] = self._parse_row(no, ln)
+            except RecordingError:
                 # Only the file's last line can lack its line end: cut short while being written.
-                if r == len(body) - 1 and not ln.endswith(("\n", "\r")) and len(cells) < self._ncol:
+                if r == len(body) - 1 and not ln.endswith(("\n", "\r")):
                     self.report.truncated_line = no
                     keep[r] = False
                     continue
-                raise RecordingError(f"{self.where}: line {no}: {len(cells)} fields, "
-                                     f"the header has {self._ncol}")
-            for c, idx in enumerate(self._wanted):
-                cell = cells[idx].strip()
-                if not cell:
-                    out[r, c] = np.nan
-                    continue
-                try:
-                    out[r, c] = float(cell)
-                except ValueError:
-                    raise RecordingError(f"{self.where}: line {no}: {self._header[idx].strip()} = "
-                                         f"{cell!r} is not a number") from None
+                raise
         if not keep.all():
             body[:] = [b for b, k in zip(body, keep, strict=True) if k]
             out = out[keep]
         return out
+
+    def _parse_row(self, no: int, ln: str) -> list[float]:
+        cells = _data(ln).split(",")
+        if len(cells) != self._ncol:
+            raise RecordingError(f"{self.where}: line {no}: {len(cells)} fields, the header has {self._ncol}")
+        row = []
+        for idx in self._wanted:
+            cell = cells[idx].strip()
+            if not cell:
+                row.append(math.nan)
+                continue
+            try:
+                row.append(float(cell))
+            except ValueError:
+                raise RecordingError(f"{self.where}: line {no}: {self._header[idx].strip()} = "
+                                     f"{cell!r} is not a number") from None
+        return row
 
     # ------------------------------------------------------------------------------ checks
 
