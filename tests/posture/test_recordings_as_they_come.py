@@ -208,3 +208,16 @@ def test_streamed_replay_gives_the_same_records_as_the_whole_recording(tmp_path:
     with RecordingReader(path, block_rows=333) as r:
         streamed = records(chunks(r.samples()))
     assert streamed == whole and len(whole) > 200
+
+
+def test_long_files_report_progress_on_stderr(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "day.csv"
+    path.write_text(csv_text(wear(SLOUCHY * 6, rate_hz=50)))
+    monkeypatch.setattr("slouchd.commands.replay.LONG_FILE_BYTES", 1000)  # "long" for this test
+    code, records, err = replay(capsys, str(path), "--mount=+y,-z")
+    assert code == 0 and records
+    progress = [ln for ln in err.splitlines() if ln.startswith(f"slouchd replay: {path}: ")]
+    assert 2 <= len(progress) <= 10 and progress[-1].endswith("100 % of the file")
+    # A short file piped elsewhere stays quiet.
+    monkeypatch.setattr("slouchd.commands.replay.LONG_FILE_BYTES", 1 << 40)
+    assert replay(capsys, str(path), "--mount=+y,-z")[2] == ""
