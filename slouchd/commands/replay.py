@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC
 from typing import Any, TextIO
 
@@ -24,14 +27,26 @@ import numpy as np
 
 from slouchd.cli import CliError
 from slouchd.config import Config, load_config
-from slouchd.model import EventKind, Mount, Posture
+from slouchd.model import EventKind, Mount, Posture, SampleBatch
 from slouchd.plot import Collector
 from slouchd.posture.tracker import PostureTracker, TrackerOutput
-from slouchd.sensors.recording import Recording, RecordingError, read_recording
+from slouchd.sensors.recording import (
+    ACC_UNITS,
+    GYRO_UNITS,
+    ReadReport,
+    Recording,
+    RecordingError,
+    RecordingReader,
+)
 
 CHUNK_S = 60.0
 """Recording seconds fed to the tracker per call: large batches keep replay fast."""
 WHAT_IF_THRESHOLDS = (10.0, 12.0, 15.0, 18.0, 20.0, 25.0)
+PROGRESS_EVERY_S = 0.5
+"""Wall seconds between progress updates on a terminal."""
+LONG_FILE_BYTES = 64 * 1024 * 1024
+"""Files at least this large report progress on stderr even when it is not a terminal."""
+MAX_LISTED_CALIBRATIONS = 20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the posture engine over a recording (CSV with header t,ax,ay,az[,gx,gy,gz]; "
                     "seconds, g, deg/s) and print JSON Lines: posture records every --every seconds "
                     "and events (slouch_alert, slouch_end, break_reminder, calibrated, ...).")
-    p.add_argument("file", help="the recording, CSV with header t,ax,ay,az[,gx,gy,gz]")
+    p.add_argument("file", help="the recording, CSV with header t,ax,ay,az[,gx,gy,gz] (- = standard input)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config key, repeatable, e.g. --set detection.dwell_s=30")
@@ -57,6 +72,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="OUT.svg",
                    help="also draw flexion over time with threshold, alerts, slouches, breaks and gaps "
                         "into this SVG file (and a one-line sparkline on stderr)")
+    p.add_argument("--acc-unit", choices=tuple(ACC_UNITS), dest="acc_unit",
+                   help="unit of ax,ay,az (default g; milli-g and m/s2 files are recognised and refused "
+                        "without this option)")
+    p.add_argument("--gyro-unit", choices=tuple(GYRO_UNITS), dest="gyro_unit",
+                   help="unit of gx,gy,gz (default deg/s; rad/s files are recognised and refused "
+                        "without this option)")
     p.set_defaults(func=run)
 
 
@@ -87,19 +108,52 @@ def make_tracker(cfg: Config, mount: Mount | None, every_s: float,
                           activity=cfg.activity, frame_interval_s=every_s, epoch_offset_s=0.0, tz=UTC)
 
 
-def run_tracker(rec: Recording, tracker: PostureTracker,
+def run_tracker(rec: Recording | Iterable[SampleBatch], tracker: PostureTracker,
                 calibrate_at: float | None) -> Iterator[TrackerOutput]:
-    """Feed the recording in chunks, requesting calibration at ``calibrate_at``."""
-    if calibrate_at is None:
-        for batch in rec.batches(CHUNK_S):
-            yield tracker.process(batch)
-    else:
-        for batch in rec.batches(CHUNK_S, end_s=calibrate_at):
-            yield tracker.process(batch)
-        tracker.request_calibration()
-        for batch in rec.batches(CHUNK_S, start_s=calibrate_at):
-            yield tracker.process(batch)
+    """Feed the recording (or its batches, in order) to the tracker, requesting calibration at
+    ``calibrate_at``; the last output is the tracker's flush."""
+    batches = rec.batches(CHUNK_S) if isinstance(rec, Recording) else rec
+    pending_cal = calibrate_at
+    for batch in batches:
+        if pending_cal is not None and batch.t_s[-1] >= pending_cal:
+            cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
+            if cut:
+                yield tracker.process(_slice(batch, 0, cut))
+            tracker.request_calibration()
+            pending_cal = None
+            if cut < len(batch):
+                yield tracker.process(_slice(batch, cut, len(batch)))
+            continue
+        yield tracker.process(batch)
+    if pending_cal is not None:
+        tracker.request_calibration()  # past the end: answered by flush() with calibration_failed
     yield tracker.flush()
+
+
+def chunks(samples: Iterable[SampleBatch], chunk_s: float = CHUNK_S) -> Iterator[SampleBatch]:
+    """Regroup streamed blocks into batches of ``chunk_s`` seconds on a grid from the first sample
+    (as :meth:`Recording.batches` cuts a whole recording)."""
+    origin: float | None = None
+    pending: list[SampleBatch] = []
+    current = None
+    for block in samples:
+        if origin is None:
+            origin = float(block.t_s[0])
+        k = np.floor((block.t_s - origin) / chunk_s).astype(np.int64)
+        cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(block)]
+        for a, b in itertools.pairwise(cuts):
+            if current is not None and k[a] != current and pending:
+                yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+                pending = []
+            current = k[a]
+            pending.append(block if b - a == len(block) else _slice(block, a, b))
+    if pending:
+        yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+
+
+def _slice(batch: SampleBatch, a: int, b: int) -> SampleBatch:
+    gyro = None if batch.gyro_dps is None else batch.gyro_dps[a:b]
+    return SampleBatch(batch.t_s[a:b], batch.acc_g[a:b], gyro)
 
 
 def posture_record(frame: Any) -> dict[str, Any]:
@@ -121,21 +175,45 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CliError(f"--mount: {err}") from None
     try:
-        rec = read_recording(args.file)
+        reader = RecordingReader(args.file, acc_unit=args.acc_unit, gyro_unit=args.gyro_unit)
     except RecordingError as err:
         raise CliError(str(err)) from None
-    if args.calibrate_at is not None and args.calibrate_at > rec.t_s[-1]:
-        raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {rec.t_s[-1]:g} s")
-    _warn_about_timing(rec, cfg.activity.gap_s, args.file)
-    plot = None if args.plot is None else Collector.for_settings(cfg.detection, title=str(args.file))
-    if args.summary:
-        _summary(rec, cfg, mount, args, sys.stdout, plot)
-        _finish_plot(plot, args.plot, sys.stdout)
-        return 0
-    out = sys.stdout
+    with reader:
+        if args.calibrate_at is not None:
+            end = last_time(args.file, reader)
+            if end is not None and args.calibrate_at > end:
+                raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {end:g} s")
+        plot = None if args.plot is None else Collector.for_settings(cfg.detection, title=str(args.file))
+        progress = Progress(args.file, reader)
+        batches = progress.wrap(chunks(reader.samples()))
+        try:
+            if args.summary:
+                _summary(batches, reader.report, cfg, mount, args, sys.stdout, plot)
+                written = 1
+            else:
+                written = _json_lines(batches, cfg, mount, args, sys.stdout, plot)
+        except RecordingError as err:
+            progress.done()
+            raise CliError(str(err)) from None
+        progress.done()
+    rep = reader.report
+    for line in rep.warnings():
+        sys.stderr.write(f"slouchd replay: warning: {line}\n")
+    _warn_about_timing(rep, cfg.activity.gap_s, args.file)
+    if args.calibrate_at is not None and rep.t_last_s is not None and args.calibrate_at > rep.t_last_s:
+        raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {rep.t_last_s:g} s")
+    _finish_plot(plot, args.plot, sys.stdout if args.summary else sys.stderr)
+    if not written:
+        sys.stderr.write(f"slouchd replay: warning: {args.file}: no records: {rep.samples} sample(s) over "
+                         f"{rep.duration_s:g} s are too few to judge any posture\n")
+    return 0
+
+
+def _json_lines(batches: Iterable[SampleBatch], cfg: Config, mount: Mount | None, args: argparse.Namespace,
+                out: TextIO, plot: Collector | None) -> int:
     tracker = make_tracker(cfg, mount, args.every, args.calibrate_at)
     written = 0
-    for chunk in run_tracker(rec, tracker, args.calibrate_at):
+    for chunk in run_tracker(batches, tracker, args.calibrate_at):
         if plot is not None:
             plot.add(chunk)
         lines = _merge(chunk)
@@ -143,11 +221,81 @@ def run(args: argparse.Namespace) -> int:
             out.write("\n".join(lines) + "\n")
             written += len(lines)
     out.flush()
-    _finish_plot(plot, args.plot, sys.stderr)
-    if not written:
-        sys.stderr.write(f"slouchd replay: warning: {args.file}: no records: {len(rec)} sample(s) over "
-                         f"{rec.duration_s:g} s are too few to judge any posture\n")
-    return 0
+    return written
+
+
+def last_time(path: str, reader: RecordingReader) -> float | None:
+    """``t`` of the file's last data row, read from its end (None for standard input or when the
+    last line cannot be read: then the end is known only after the stream)."""
+    if path == "-":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        cells = line.split("#", 1)[0].split(",")
+        if len(cells) == reader.ncol:
+            try:
+                return float(cells[reader.t_column])
+            except ValueError:
+                return None
+    return None
+
+
+class Progress:
+    """Progress on stderr for long files: updated in place on a terminal, else a line per 10 %
+    for files of at least ``LONG_FILE_BYTES``; nothing for short files piped elsewhere."""
+
+    def __init__(self, path: str, reader: RecordingReader) -> None:
+        self._tty = sys.stderr.isatty()
+        self._fd: int | None = None
+        self._size = 0
+        try:
+            if path != "-":
+                self._fd = reader.fileno()
+                self._size = os.fstat(self._fd).st_size
+        except (OSError, ValueError, AttributeError):
+            self._fd = None
+        self._on = self._tty or self._size >= LONG_FILE_BYTES
+        self._last = time.monotonic()
+        self._decile = 0
+        self._shown = False
+        self._name = path
+
+    def wrap(self, batches: Iterable[SampleBatch]) -> Iterator[SampleBatch]:
+        for b in batches:
+            if self._on:
+                self._update(float(b.t_s[-1]))
+            yield b
+
+    def _update(self, t_s: float) -> None:
+        pct = None
+        if self._fd is not None and self._size:
+            try:
+                pct = 100.0 * os.lseek(self._fd, 0, os.SEEK_CUR) / self._size
+            except OSError:
+                pct = None
+        where = f"{t_s / 3600:.2f} h of recording" + ("" if pct is None else f", {pct:.0f} % of the file")
+        if self._tty:
+            now = time.monotonic()
+            if now - self._last >= PROGRESS_EVERY_S:
+                self._last = now
+                sys.stderr.write(f"\rslouchd replay: {self._name}: {where}\033[K")
+                sys.stderr.flush()
+                self._shown = True
+        elif pct is not None and pct >= 10 * (self._decile + 1):
+            self._decile = int(pct // 10)
+            sys.stderr.write(f"slouchd replay: {self._name}: {where}\n")
+
+    def done(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._shown = False
 
 
 def _finish_plot(plot: Collector | None, path: str | None, tty: TextIO) -> None:
@@ -161,13 +309,10 @@ def _finish_plot(plot: Collector | None, path: str | None, tty: TextIO) -> None:
     tty.write(f"flexion: {plot.sparkline(60)}\npicture: {path}\n")
 
 
-def _warn_about_timing(rec: Recording, gap_s: float, name: str) -> None:
+def _warn_about_timing(rep: ReadReport, gap_s: float, name: str) -> None:
     """One stderr line when ``t`` cannot be seconds (every sample would be its own data gap)."""
-    if len(rec) < 2:
-        return
-    median_dt = float(np.median(np.diff(rec.t_s)))
-    if median_dt > gap_s:
-        sys.stderr.write(f"slouchd replay: warning: {name}: samples are {median_dt:g} s apart (median), "
+    if rep.period_s is not None and rep.period_s > gap_s:
+        sys.stderr.write(f"slouchd replay: warning: {name}: samples are {rep.period_s:g} s apart (median), "
                          f"more than a data gap ({gap_s:g} s): is t in seconds? Nothing can be "
                          "judged at that rate.\n")
 
@@ -181,60 +326,133 @@ def _merge(chunk: TrackerOutput) -> list[str]:
     return [json.dumps(d, separators=(", ", ": ")) for *_, d in items]
 
 
-def _summarise(rec: Recording, cfg: Config, mount: Mount | None, every: float,
-               calibrate_at: float | None, plot: Collector | None = None) -> dict[str, Any]:
-    tracker = make_tracker(cfg, mount, every, calibrate_at)
-    counts: dict[str, int] = {}
-    events: dict[str, int] = {}
-    for chunk in run_tracker(rec, tracker, calibrate_at):
-        if plot is not None:
-            plot.add(chunk)
+class _Tally:
+    """What one tracker produced over the recording: counts only, so memory stays bounded."""
+
+    def __init__(self, tracker: PostureTracker, every_s: float) -> None:
+        self.tracker = tracker
+        self.every_s = every_s
+        self.postures: dict[str, int] = {}
+        self.events: dict[str, int] = {}
+        self.calibrations: list[dict[str, Any]] = []
+
+    def add(self, chunk: TrackerOutput, keep_calibrations: bool = False) -> None:
         for f in chunk.frames:
-            counts[f.posture.value] = counts.get(f.posture.value, 0) + 1
+            self.postures[f.posture.value] = self.postures.get(f.posture.value, 0) + 1
         for e in chunk.events:
-            events[e.kind.value] = events.get(e.kind.value, 0) + 1
-    seated = counts.get(Posture.UPRIGHT.value, 0) + counts.get(Posture.SLOUCHING.value, 0)
-    return {
-        "alerts": events.get(EventKind.SLOUCH_ALERT.value, 0),
-        "slouches": events.get(EventKind.SLOUCH_END.value, 0),
-        "slouched_min": counts.get(Posture.SLOUCHING.value, 0) * every / 60.0,
-        "upright_pct": None if seated == 0 else 100.0 * counts.get(Posture.UPRIGHT.value, 0) / seated,
-        "postures_min": {k: v * every / 60.0 for k, v in sorted(counts.items())},
-        "events": events,
-        "calibration": None if tracker.calibration is None else tracker.calibration.to_dict(),
-        "stats": tracker.stats(),
-    }
+            self.events[e.kind.value] = self.events.get(e.kind.value, 0) + 1
+            if keep_calibrations and e.kind in (EventKind.CALIBRATED, EventKind.CALIBRATION_FAILED):
+                self.calibrations.append(e.to_dict())
+
+    def minutes(self, posture: Posture) -> float:
+        return self.postures.get(posture.value, 0) * self.every_s / 60.0
+
+    @property
+    def alerts(self) -> int:
+        return self.events.get(EventKind.SLOUCH_ALERT.value, 0)
+
+    @property
+    def upright_pct(self) -> float | None:
+        up = self.postures.get(Posture.UPRIGHT.value, 0)
+        seated = up + self.postures.get(Posture.SLOUCHING.value, 0)
+        return None if seated == 0 else 100.0 * up / seated
 
 
-def _summary(rec: Recording, cfg: Config, mount: Mount | None, args: argparse.Namespace, out: TextIO,
-             plot: Collector | None = None) -> None:
-    s = _summarise(rec, cfg, mount, 1.0, args.calibrate_at, plot)
+def _summary(batches: Iterable[SampleBatch], rep: ReadReport, cfg: Config, mount: Mount | None,
+             args: argparse.Namespace, out: TextIO, plot: Collector | None = None) -> None:
+    """One pass over the recording with the configured tracker and every what-if tracker side by
+    side: the file is read once and only counts are kept."""
     det = cfg.detection
-    w = out.write
-    w(f"recording: {args.file}: {rec.duration_s / 60:.1f} min, {len(rec)} samples, "
-      f"{'with' if rec.gyro_dps is not None else 'no'} gyro\n")
-    cal = s["calibration"]
-    if cal is None:
-        w("calibration: none (no still window found)\n")
-    else:
-        w(f"calibration: {cal['source']} at t={cal['t']:.1f} s, forward axis: {cal['axis_source']}\n")
-    w(f"settings: threshold {det.threshold_deg:g} deg, hysteresis {det.hysteresis_deg:g} deg, "
-      f"dwell {det.dwell_s:g} s, repeat {det.repeat_s:g} s, mode {det.mode}"
-      f"{', cumulative' if det.cumulative else ''}\n")
-    w(f"alerts: {s['alerts']}   slouches that reached the dwell: {s['slouches']}   "
-      f"slouched: {s['slouched_min']:.1f} min   upright: "
-      f"{'-' if s['upright_pct'] is None else format(s['upright_pct'], '.0f') + ' %'}\n")
-    w("time by posture (min): " + ", ".join(f"{k} {v:.1f}" for k, v in s["postures_min"].items()) + "\n")
-    w(f"break reminders: {s['events'].get('break_reminder', 0)}   "
-      f"longest sitting: {s['stats']['longest_sitting_min']:.1f} min\n")
-    w("\nwhat if (same recording, other thresholds):\n")
-    w(f"  {'threshold_deg':>13} {'dwell_s':>8} {'alerts':>7} {'slouched_min':>13}\n")
+    main = _Tally(make_tracker(cfg, mount, 1.0, args.calibrate_at), 1.0)
     dwells = sorted({det.dwell_s, 30.0, 60.0})
+    what_if: list[tuple[float, float, _Tally]] = []
     for thr in WHAT_IF_THRESHOLDS:
         for dwell in dwells:
             hyst = min(det.hysteresis_deg, thr - 1.0)
             c = dataclasses.replace(cfg, detection=dataclasses.replace(
                 det, threshold_deg=thr, dwell_s=dwell, hysteresis_deg=hyst, mode="training"))
-            r = _summarise(rec, c, mount, 1.0, args.calibrate_at)
-            mark = "  <- current" if (thr == det.threshold_deg and dwell == det.dwell_s) else ""
-            w(f"  {thr:>13g} {dwell:>8g} {r['alerts']:>7} {r['slouched_min']:>13.1f}{mark}\n")
+            what_if.append((thr, dwell, _Tally(make_tracker(c, mount, 1.0, args.calibrate_at), 1.0)))
+    tallies = [main, *(t for *_, t in what_if)]
+    streams = _fan_out(batches, [t.tracker for t in tallies], args.calibrate_at)
+    for outputs in streams:
+        main.add(outputs[0], keep_calibrations=True)
+        if plot is not None:
+            plot.add(outputs[0])
+        for tally, chunk in zip(tallies[1:], outputs[1:], strict=True):
+            tally.add(chunk)
+    stats = main.tracker.stats()
+    w = out.write
+    w(f"recording: {args.file}: {rep.duration_s / 60:.1f} min, {rep.samples} samples"
+      f"{'' if rep.rate_hz is None else f' at {rep.rate_hz:.3g} Hz'}, "
+      f"{'with' if rep.gyro else 'no'} gyro"
+      f"{'' if rep.acc_unit == 'g' else f', acceleration read as {rep.acc_unit}'}"
+      f"{'' if not rep.gyro or rep.gyro_unit == 'deg/s' else f', gyro read as {rep.gyro_unit}'}\n")
+    w(f"input: {rep.dropped} row(s) dropped (empty or non-finite cell), {rep.retimed} row(s) re-timed "
+      f"(equal or slightly earlier t){', last line cut short' if rep.truncated_line else ''}\n")
+    _calibration_lines(main.calibrations, w)
+    w(f"settings: threshold {det.threshold_deg:g} deg, hysteresis {det.hysteresis_deg:g} deg, "
+      f"dwell {det.dwell_s:g} s, repeat {det.repeat_s:g} s, mode {det.mode}"
+      f"{', cumulative' if det.cumulative else ''}\n")
+    up = main.upright_pct
+    w(f"alerts: {main.alerts}   slouches that reached the dwell: "
+      f"{main.events.get(EventKind.SLOUCH_END.value, 0)}   "
+      f"slouched: {main.minutes(Posture.SLOUCHING):.1f} min   upright: "
+      f"{'-' if up is None else format(up, '.0f') + ' %'}\n")
+    w("time by posture (min): " + ", ".join(f"{k} {v * main.every_s / 60.0:.1f}"
+                                            for k, v in sorted(main.postures.items())) + "\n")
+    w(f"break reminders: {main.events.get(EventKind.BREAK_REMINDER.value, 0)}   "
+      f"longest sitting: {stats['longest_sitting_min']:.1f} min\n")
+    w("\nwhat if (same recording, other thresholds):\n")
+    w(f"  {'threshold_deg':>13} {'dwell_s':>8} {'alerts':>7} {'slouched_min':>13}\n")
+    for thr, dwell, r in what_if:
+        mark = "  <- current" if (thr == det.threshold_deg and dwell == det.dwell_s) else ""
+        w(f"  {thr:>13g} {dwell:>8g} {r.alerts:>7} {r.minutes(Posture.SLOUCHING):>13.1f}{mark}\n")
+
+
+def _fan_out(batches: Iterable[SampleBatch], trackers: list[PostureTracker],
+             calibrate_at: float | None) -> Iterator[list[TrackerOutput]]:
+    """Each batch through every tracker (calibration requested at the same point in each)."""
+    def split(batch: SampleBatch) -> Iterator[tuple[SampleBatch | None, bool]]:
+        nonlocal pending_cal
+        if pending_cal is not None and batch.t_s[-1] >= pending_cal:
+            cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
+            pending_cal = None
+            if cut:
+                yield _slice(batch, 0, cut), False
+            yield None, True
+            if cut < len(batch):
+                yield _slice(batch, cut, len(batch)), False
+        else:
+            yield batch, False
+
+    pending_cal = calibrate_at
+    for batch in batches:
+        for part, calibrate in split(batch):
+            if calibrate:
+                for tr in trackers:
+                    tr.request_calibration()
+            else:
+                yield [tr.process(part) for tr in trackers]  # type: ignore[arg-type]
+    if pending_cal is not None:
+        for tr in trackers:
+            tr.request_calibration()
+    yield [tr.flush() for tr in trackers]
+
+
+def _calibration_lines(cals: list[dict[str, Any]], w: Any) -> None:
+    """Every calibration of the run, in order (the first ``MAX_LISTED_CALIBRATIONS``)."""
+    done = [c for c in cals if c["event"] == EventKind.CALIBRATED.value]
+    if not cals:
+        w("calibration: none (no still window found)\n")
+        return
+    w(f"calibrations: {len(done)}" + (f", {len(cals) - len(done)} failed" if len(cals) > len(done) else "")
+      + "\n")
+    for c in cals[:MAX_LISTED_CALIBRATIONS]:
+        t = float(c["t"])
+        at = f"t={t:.1f} s ({int(t) // 3600}:{int(t) // 60 % 60:02d}:{int(t) % 60:02d})"
+        if c["event"] == EventKind.CALIBRATED.value:
+            w(f"  {at}: {c.get('source', '?')}, forward axis: {c.get('axis_source', '?')}\n")
+        else:
+            w(f"  {at}: failed ({c.get('reason', '')})\n")
+    if len(cals) > MAX_LISTED_CALIBRATIONS:
+        w(f"  ... and {len(cals) - MAX_LISTED_CALIBRATIONS} more\n")

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from slouchd.config import REPLAY_PREFIX, Config, WearerSettings
 from slouchd.files import unreadable
-from slouchd.model import Mount
+from slouchd.model import Mount, SampleBatch
 from slouchd.publish.wearer import stable_sensor_id
 from slouchd.schema import SettingsError
 from slouchd.sensors.base import SensorSource
 from slouchd.sensors.paced import PacedSource
-from slouchd.sensors.recording import Recording, RecordingError, read_recording
+from slouchd.sensors.recording import ReadReport, RecordingError, RecordingReader
 
-# Recording seconds read at a time; PacedSource regroups them per 0.1 s of wall time.
-REPLAY_CHUNK_S = 1.0
+REPLAY_BLOCK_ROWS = 4096
+"""Rows a ``replay:`` wearer parses at a time (a few ms in the event loop; about 80 s at 50 Hz);
+PacedSource regroups them per 0.1 s of wall time."""
+
+log = logging.getLogger("slouchd.sensors")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
 
         return SourcePlan("simulated", sensor_id, mount or SimSettings().mount, "Simulated wearer")
     if sensor.startswith(REPLAY_PREFIX):
-        check_replay(wearer, config, parse=False)
+        # Read to the end now: a file that cannot be played is a config error at start (exit 78,
+        # as check-config says), not a sensor that fails again and again (cached per file version).
+        check_replay(wearer, config, parse=True)
         return SourcePlan("replay", sensor_id, mount, f"Recording {Path(replay_path(wearer)).name}")
     from slouchd.sensors.profiles import get_profile, load_profiles  # BLE-only path
 
@@ -94,8 +101,12 @@ def check_profiles_dir(config: Config) -> None:
         raise SettingsError(f'{config.source}: ble.profiles_dir = "{extra}": {why}')
 
 
-def check_replay(wearer: WearerSettings, config: Config, *, parse: bool) -> None:
-    """Check that a replay wearer's file can be read and, with ``parse``, is a valid recording.
+def check_replay(wearer: WearerSettings, config: Config, *, parse: bool) -> ReadReport | None:
+    """Check that a replay wearer's file can be read and, with ``parse``, is a valid recording
+    (read to the end in bounded memory; the verdict is cached until the file changes).
+
+    Returns:
+        With ``parse``, what reading found (dropped and re-timed rows, rate); else None.
 
     Raises:
         SettingsError: naming the config file and ``wearers[i].sensor``, then why.
@@ -108,22 +119,38 @@ def check_replay(wearer: WearerSettings, config: Config, *, parse: bool) -> None
     except OSError as err:
         why = unreadable(path, err).removeprefix(f"{path}: ")
         raise SettingsError(f"{where}: cannot read the recording ({why})") from None
-    if parse:
-        try:
-            read_recording(path)
-        except RecordingError as err:
-            raise SettingsError(f"{where}: not a valid recording ({err})") from None
+    if not parse:
+        return None
+    try:
+        st = os.stat(path)
+        verdict = _validated(str(path), st.st_mtime_ns, st.st_size)
+    except OSError as err:
+        why = unreadable(path, err).removeprefix(f"{path}: ")
+        raise SettingsError(f"{where}: cannot read the recording ({why})") from None
+    if isinstance(verdict, str):
+        raise SettingsError(f"{where}: not a valid recording ({verdict})")
+    return verdict
 
 
 @functools.lru_cache(maxsize=16)
-def _parsed(path: str, mtime_ns: int, size: int) -> Recording:
-    return read_recording(path)
+def _validated(path: str, mtime_ns: int, size: int) -> ReadReport | str:
+    """Read the whole file once per version (path, mtime, size): its report, or why it is invalid.
+    Each warning (dropped rows, low rate, ...) is logged once per file version."""
+    try:
+        with RecordingReader(path, block_rows=REPLAY_BLOCK_ROWS * 16) as reader:
+            for _ in reader.samples():
+                pass
+    except RecordingError as err:
+        return str(err)
+    for line in reader.report.warnings():
+        log.warning("recording %s", line)
+    return reader.report
 
 
-def shared_recording(path: str) -> Recording:
-    """One parsed copy of a recording for every wearer replaying it (until the file changes)."""
-    st = os.stat(path)
-    return _parsed(path, st.st_mtime_ns, st.st_size)
+def replay_batches(path: str) -> Iterator[SampleBatch]:
+    """The samples of a recording, streamed from the file (re-read on every loop, never held)."""
+    with RecordingReader(path, block_rows=REPLAY_BLOCK_ROWS) as reader:
+        yield from reader.samples()
 
 
 def open_source(plan: SourcePlan, wearer: WearerSettings, config: Config, *,
@@ -138,9 +165,8 @@ def open_source(plan: SourcePlan, wearer: WearerSettings, config: Config, *,
         return SimulatedSensor(SimulatedWearer(settings), speed=wearer.speed)
     if plan.kind == "replay":
         path = replay_path(wearer)
-        return PacedSource(lambda: shared_recording(path).batches(REPLAY_CHUNK_S),
-                           speed=wearer.speed, start_epoch_s=start_epoch_s, loop=True,
-                           preload=lambda: shared_recording(path))
+        return PacedSource(lambda: replay_batches(path), speed=wearer.speed,
+                           start_epoch_s=start_epoch_s, loop=True)
     from slouchd.sensors.ble import make_ble_source
 
     return make_ble_source(wearer.sensor, plan.profile, config.ble)

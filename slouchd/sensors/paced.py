@@ -1,8 +1,13 @@
 """Play a finite or endless run of sample batches in (accelerated) real time.
 
 The simulated wearer and ``replay:PATH`` wearers are offline data; the daemon wants them to
-arrive like a live sensor's: in order, paced by a wall clock, stamped on a wall-clock timeline.
+arrive like a live sensor's: in order, paced in real time, stamped on a wall-clock timeline.
 ``speed`` is simulated seconds per real second (1 = real time).
+
+Pacing runs on the monotonic clock: a wall-clock step (NTP, a suspended VM, the user setting the
+time) neither bursts out an hour of samples at once nor stalls the source. The wall clock is read
+once, for the Unix time at which the recording starts. If the source falls far behind anyway (the
+process was stopped), it resumes pacing from where it is instead of catching up in a burst.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from slouchd.sensors.base import SensorStatus
 
 # Deliver at most this much wall time apart: small enough for ~1 Hz state at any speed.
 TICK_WALL_S = 0.1
+MAX_LAG_S = 2.0
+"""Further behind than this (real seconds), pacing restarts from now rather than catching up."""
 
 
 class PacedSource:
@@ -31,21 +38,29 @@ class PacedSource:
         loop: start again from the beginning at the end (dashboards from a recording).
         preload: slow preparation (parsing a file) run in a worker thread on entering, so it
             never blocks the event loop other wearers share; its errors surface there.
-        clock, sleep: injectable wall clock (seconds) and sleep, for tests.
+        clock: monotonic clock that paces delivery, seconds (injectable for tests).
+        sleep: the matching sleep.
+        wall_clock: Unix time, read once for the default ``start_epoch_s``, seconds.
+
+    Attributes:
+        resyncs: how often pacing restarted from now after falling more than ``MAX_LAG_S`` behind.
     """
 
     def __init__(self, batches: Callable[[], Iterable[SampleBatch]], *, speed: float = 1.0,
                  start_epoch_s: float | None = None, loop: bool = False,
                  preload: Callable[[], object] | None = None,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] = asyncio.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] = asyncio.sleep,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._factory = batches
         self._preload = preload
         self.speed = float(speed)
-        self.start_epoch_s = clock() if start_epoch_s is None else float(start_epoch_s)
+        self.start_epoch_s = wall_clock() if start_epoch_s is None else float(start_epoch_s)
         self.loop = loop
         self._clock = clock
         self._sleep = sleep
+        self._wall0 = 0.0
+        self.resyncs = 0
         self.status = SensorStatus()
 
     async def __aenter__(self) -> PacedSource:
@@ -85,7 +100,7 @@ class PacedSource:
         like a live sensor's packets, not as one 1 s lump (which would delay every sample by up
         to a second and make the daemon's work bursty).
         """
-        wall0 = self._clock()
+        self._wall0 = self._clock()
         sim_per_tick = TICK_WALL_S * self.speed
         pending: list[SampleBatch] = []
         tick = None  # index of the tick the pending samples belong to
@@ -94,19 +109,23 @@ class PacedSource:
             cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(batch)]
             for a, b in itertools.pairwise(cuts):
                 if pending and k[a] != tick:
-                    yield await self._deliver(pending, wall0)
+                    yield await self._deliver(pending)
                     pending = []
                 pending.append(batch if b - a == len(batch) else _slice(batch, a, b))
                 tick = k[a]
         if pending:
-            yield await self._deliver(pending, wall0)
+            yield await self._deliver(pending)
         self.status.connected = False
 
-    async def _deliver(self, pending: list[SampleBatch], wall0: float) -> SampleBatch:
+    async def _deliver(self, pending: list[SampleBatch]) -> SampleBatch:
         """Wait until the last sample of ``pending`` is due, then hand it out on the epoch timeline."""
         out = pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
-        delay = wall0 + float(out.t_s[-1]) / self.speed - self._clock()
-        if delay > 0:
+        delay = self._wall0 + float(out.t_s[-1]) / self.speed - self._clock()
+        if delay < -MAX_LAG_S:
+            # Stopped or starved for a while: go on from here in real time, no burst to catch up.
+            self._wall0 -= delay
+            self.resyncs += 1
+        elif delay > 0:
             await self._sleep(delay)
         self.status.packets += 1
         self.status.samples += len(out)

@@ -182,14 +182,22 @@ def test_one_failing_sensor_leaves_the_other_wearers_alerts_flowing(
         tmp_path: Path, mosquitto: MosquittoBroker, topic: str, recorder: Recorder,
         notify: NotifySocket) -> None:
     broken = tmp_path / "broken.csv"
-    broken.write_text("t,ax,ay,az\n0,0,1,0\nnot,a,number,row\n")
+    # Valid at start (an unusable file is a config error then: test_replay_wearer_start.py), broken
+    # while running: the wearer's sensor fails each time it re-reads the file.
+    broken.write_text("t,ax,ay,az\n0,0,1,0\n0.02,0,1,0\n")
     wearers = one_sim("ana") + f'[[wearers]]\nname = "bo"\nsensor = "replay:{broken}"\n'
     cfg = write_config(tmp_path / "c.toml", port=mosquitto.port, state_dir=tmp_path / "state",
                        wearers=wearers, base_topic=topic)
     d = DaemonProcess(cfg, notify=notify)
     try:
+        recorder.wait_for(lambda m: m.topic == f"{topic}/bo/availability", timeout_s=30)
+        broken.write_text("t,ax,ay,az\n0,0,1,0\nnot,a,number,row\n")
+        deadline = time.monotonic() + 30
+        while d.log().count("sensor task failed") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        since = time.monotonic()
         alert = recorder.wait_for(lambda m: m.topic == f"{topic}/ana/event"
-                                  and m.json()["event"] == "slouch_alert", timeout_s=40)
+                                  and m.json()["event"] == "slouch_alert", since=since, timeout_s=40)
         assert alert.json()["level"] >= 1
         log = d.log()
         assert "slouchd.wearer.bo" in log and "Traceback" in log  # logged with its traceback

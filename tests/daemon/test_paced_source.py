@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from slouchd.model import SampleBatch
 from slouchd.sensors.paced import PacedSource
@@ -72,3 +73,42 @@ async def test_one_second_chunks_at_real_time_arrive_every_tenth_of_a_second() -
     assert len(out) >= 45 and max(sizes) <= 6
     t = np.concatenate([b.t_s for b in out])
     assert t.size == 250 and np.all(np.diff(t) > 0)
+
+
+async def test_wall_clock_steps_neither_burst_nor_stall_a_recording() -> None:
+    # Pacing is on the monotonic clock; the wall clock only dates the start. Stepping it an hour
+    # forward, then two back (NTP, a user setting the time) changes nothing.
+    async def play(steps: dict[int, float]) -> tuple[list[tuple[float, float]], PacedSource]:
+        mono = FakeClock()
+        wall = [1_700_000_000.0]
+        src = PacedSource(lambda: recording(30.0), speed=1.0, clock=mono, sleep=mono.sleep,
+                          wall_clock=lambda: wall[0])
+        arrivals = []
+        async with src:
+            async for b in src:
+                arrivals.append((mono.now, float(b.t_s[-1])))
+                wall[0] += steps.get(len(arrivals), 0.0)
+        return arrivals, src
+
+    stepped, src = await play({50: 3600.0, 150: -7200.0})
+    steady, _ = await play({})
+    assert stepped == steady and len(stepped) == 300
+    assert stepped[-1][0] - stepped[0][0] == pytest.approx(29.9, abs=0.05)  # real time, no burst or stall
+    assert stepped[0][1] == pytest.approx(1_700_000_000.0 + 0.08)  # epoch read once, at the start
+    assert src.resyncs == 0
+
+
+async def test_a_stalled_source_resumes_in_real_time_without_a_burst() -> None:
+    mono = FakeClock()
+    src = PacedSource(lambda: recording(30.0), speed=1.0, start_epoch_s=0.0, clock=mono, sleep=mono.sleep)
+    arrivals = []
+    async with src:
+        async for b in src:
+            arrivals.append((mono.now, float(b.t_s[-1])))
+            if len(arrivals) == 100:
+                mono.now += 600.0  # the process was stopped for ten minutes
+    after = np.diff([a for a, _ in arrivals[100:]])
+    assert len(after) == 199 and np.all(after > 0.07)  # one late batch, then paced again: no burst
+    assert src.resyncs == 1
+    t = [s for _, s in arrivals]
+    assert np.all(np.diff(t) > 0)  # nothing skipped or repeated
