@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from slouchd.cli import CliError
-from slouchd.commands.daemon import DEMO_DURATION_S, DEMO_SEED, DEMO_SPEED, demo_broker
+from slouchd.commands.daemon import DEMO_DURATION_S, DEMO_SEED, DEMO_SPEED, demo_broker, demo_picture
 from slouchd.config import Config
 from slouchd.console import MAX_FRAMES, ConsoleView, RunLog, angle_words, event_words, fit, posture_words
 from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame
+from slouchd.posture.settings import DetectionSettings
 from slouchd.publish.settings import MqttSettings
 from tests._broker import free_port
 
@@ -119,6 +120,26 @@ def test_the_run_log_for_the_picture_is_bounded() -> None:
     assert times == sorted(times) and times[0] == T9 and times[-1] > T9 + 2.9 * MAX_FRAMES  # spans it all
 
 
+def test_the_demo_picture_draws_the_run_and_a_sparkline(tmp_path: Path) -> None:
+    log = RunLog()
+    for i in range(600):  # ten minutes: upright, then a slouch past the threshold
+        log.add_frame("demo", frame(T9 + i, 25.0 if i >= 300 else 1.0,
+                                    Posture.SLOUCHING if i >= 300 else Posture.UPRIGHT))
+    log.events.append(("demo", Event(T9 + 360, EventKind.SLOUCH_ALERT, {"level": 1})))
+    drawn = demo_picture(log, tmp_path / "run.svg", DetectionSettings(threshold_deg=15.0), width=20)
+    assert drawn is not None
+    path, line = drawn
+    svg = path.read_text()
+    assert path == tmp_path / "run.svg" and svg.startswith("<svg") and "threshold 15" in svg
+    assert "1 alert" in svg
+    assert len(line) == 20 and line[0] != line[-1]  # low while upright, high while slouched
+
+
+def test_an_empty_run_draws_no_picture(tmp_path: Path) -> None:
+    assert demo_picture(RunLog(), tmp_path / "run.svg", DetectionSettings()) is None
+    assert not (tmp_path / "run.svg").exists()
+
+
 # ----- the broker ------------------------------------------------------------------------------
 
 def test_an_explicit_port_that_is_taken_is_an_error_not_a_silent_move() -> None:
@@ -175,9 +196,17 @@ def test_the_printed_mosquitto_sub_line_shows_the_demo_messages(tmp_path: Path) 
         topics = [line.split(" ", 1)[0] for line in sub.stdout.splitlines()]
         assert len(topics) == 5, sub.stderr
         assert all(t.startswith("slouchd/") for t in topics)
+        demo.terminate()  # like Ctrl-C: the demo still ends with its summary and picture
+        rest, _ = demo.communicate(timeout=30)
+        picture = [line for line in rest.splitlines() if line.startswith("picture of the run: ")]
+        assert picture, rest
+        svg = Path(picture[0].removeprefix("picture of the run: ").strip())
+        assert svg.read_text().startswith("<svg")
+        assert any(line.startswith("flexion:   ") for line in rest.splitlines())
     finally:
-        demo.terminate()
-        demo.communicate(timeout=30)
+        if demo.poll() is None:
+            demo.terminate()
+            demo.communicate(timeout=30)
 
 
 # ----- the default run -------------------------------------------------------------------------

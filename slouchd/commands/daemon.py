@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from slouchd.schema import errors_to_raise
 
 if TYPE_CHECKING:
     from slouchd.console import RunLog
+    from slouchd.posture.settings import DetectionSettings
 
 EXIT_CONFIG = 78
 
@@ -66,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--config", "-c", metavar="FILE", help="take detection settings etc. from FILE")
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
                       help="daemon log level on stderr (default warning, to keep the view tidy)")
+    demo.add_argument("--plot", metavar="OUT.svg",
+                      help="where to draw the picture of the run at its end (default: demo.svg in "
+                           "the demo's temporary directory; the path is printed)")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -123,13 +128,22 @@ def demo_broker(mqtt: MqttSettings, host: str | None, port: int | None,
     return dataclasses.replace(mqtt, port=chosen), where
 
 
-def demo_picture(log: RunLog) -> Path | None:
-    """Draw the demo run at its end; returns the file written, or None when nothing was drawn.
+def demo_picture(log: RunLog, path: Path, detection: DetectionSettings,
+                 width: int = 60) -> tuple[Path, str] | None:
+    """Draw the demo run (flexion, threshold band, slouches, alerts, breaks) as an SVG at ``path``.
 
-    The hook for the picture (issue 13, "Pictures"): it gets every frame and event the view
-    showed (``log.frames``, ``log.events``). Not drawn yet: the plot module is wired in here.
+    Returns the file written and a one-line sparkline of flexion ``width`` characters wide, or
+    None when the run showed no posture frame (nothing to draw).
     """
-    return None
+    from slouchd.plot import Collector
+
+    if not log.frames:
+        return None
+    collector = Collector.for_settings(detection, title="slouchd demo: a simulated working day")
+    collector.add_frames(frame for _, frame in log.frames)
+    collector.add_events(event for _, event in log.events)
+    collector.write_svg(path)
+    return path, collector.sparkline(width)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -144,6 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     mqtt, where = demo_broker(config.mqtt, args.mqtt_host, args.mqtt_port, config.source)
     wearer = WearerSettings(name="demo", sensor="simulated", speed=args.speed, seed=args.seed)
     state_dir = tempfile.mkdtemp(prefix="slouchd-demo-")  # a fresh wearer every demo
+    plot_path = Path(args.plot) if args.plot else Path(state_dir) / "demo.svg"
     config = dataclasses.replace(
         config, mqtt=mqtt, wearers=[wearer],
         daemon=dataclasses.replace(config.daemon, state_dir=state_dir, log_level=args.log_level))
@@ -160,9 +175,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def report(daemon: object) -> None:
         print(view.summary())
         print(view.wrap(f"MQTT was on {where}; it stopped with the demo."))
-        picture = demo_picture(view.log)
+        picture = demo_picture(view.log, plot_path, config.detection,
+                               width=max(10, min(60, shutil.get_terminal_size().columns - 12)))
         if picture is not None:
-            print(view.wrap(f"picture of the run: {picture}"))
+            path, line = picture
+            print(f"flexion:   {line}")
+            print(f"picture of the run: {path}")  # never wrapped: it is for copying
 
     return run_daemon(config, view=view, start_epoch_s=start, duration_s=args.duration,
                       on_exit=report)
