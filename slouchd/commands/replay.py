@@ -183,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
             end = last_time(args.file, reader)
             if end is not None and args.calibrate_at > end:
                 raise CliError(f"--calibrate-at {args.calibrate_at:g}: the recording ends at t = {end:g} s")
-        plot = None if args.plot is None else Collector.for_settings(cfg.detection, title=str(args.file))
+        # --summary always ends with the run's sparkline; --plot also draws the picture.
+        wants_plot = args.plot is not None or args.summary
+        plot = Collector.for_settings(cfg.detection, title=str(args.file)) if wants_plot else None
         progress = Progress(args.file, reader)
         batches = progress.wrap(chunks(reader.samples()))
         try:
@@ -299,14 +301,16 @@ class Progress:
 
 
 def _finish_plot(plot: Collector | None, path: str | None, tty: TextIO) -> None:
-    """Write the picture and show its sparkline (on stderr when stdout carries JSON Lines)."""
-    if plot is None or path is None:
+    """Write the picture (with ``path``) and show the sparkline (on stderr when stdout carries
+    JSON Lines)."""
+    if plot is None:
         return
-    try:
-        plot.write_svg(path)
-    except OSError as err:
-        raise CliError(f"--plot {path}: cannot write it ({err.strerror or err})") from None
-    tty.write(f"flexion: {plot.sparkline(60)}\npicture: {path}\n")
+    if path is not None:
+        try:
+            plot.write_svg(path)
+        except OSError as err:
+            raise CliError(f"--plot {path}: cannot write it ({err.strerror or err})") from None
+    tty.write(f"flexion: {plot.sparkline(60)}\n" + ("" if path is None else f"picture: {path}\n"))
 
 
 def _warn_about_timing(rep: ReadReport, gap_s: float, name: str) -> None:

@@ -144,6 +144,7 @@ def test_replay_summary_is_for_humans(day_csv: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "alerts: 1" in out
     assert "what if" in out and "<- current" in out
+    assert out.splitlines()[-1].startswith("flexion: ") and len(out.splitlines()[-1]) == len("flexion: ") + 60
 
 
 @pytest.mark.parametrize("args", [
