@@ -404,6 +404,9 @@ class MqttPublisher:
                 log.error("cannot read the MQTT outbox %s: %s; events from before are lost",
                           outbox.path, err)
                 restored = []
+            if outbox.rewrite_error is not None:
+                self.outbox_errors += 1
+                log.error("cannot rewrite the MQTT outbox %s: %s", outbox.path, outbox.rewrite_error)
             for e in restored:
                 self._events.append((e.wearer, e.kind, e.payload, e.key))
             self.outbox_restored = len(restored)
