@@ -1,0 +1,51 @@
+"""Shared parts of the fault-injection suite: scale (short/long form), figures, process probes.
+
+The short form runs in the normal test suite; ``SLOUCHD_FAULTS_LONG=1`` runs the long form (the
+campaign of issue 12: 10 broker kills, 10 freezes, 50 daemon kill -9s, 10,000 hostile commands).
+Every scenario prints one line of figures; with ``SLOUCHD_FAULTS_REPORT=<file>`` the lines are
+also appended there as JSON (docs/reliability.md keeps the latest table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+LONG = os.environ.get("SLOUCHD_FAULTS_LONG", "") not in ("", "0")
+
+
+def scale(short: Any, long: Any) -> Any:
+    """``short`` in the normal suite, ``long`` with SLOUCHD_FAULTS_LONG=1."""
+    return long if LONG else short
+
+
+def figures(scenario: str, verdict: str, **figs: Any) -> None:
+    """Print (and record) one scenario's figures and verdict ("holds" or "fails: ...")."""
+    text = "; ".join(f"{k}={v}" for k, v in figs.items())
+    print(f"\nFAULTS | {scenario} | {text} | {verdict}", flush=True)
+    out = os.environ.get("SLOUCHD_FAULTS_REPORT")
+    if out:
+        with Path(out).open("a") as fh:
+            fh.write(json.dumps({"scenario": scenario, "long": LONG, "figures": figs,
+                                 "verdict": verdict, "at": time.time()}) + "\n")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def wait_until(pred: Any, timeout_s: float, step_s: float = 0.02) -> float:
+    """Poll ``pred`` until true; returns the seconds it took. Raises AssertionError on timeout."""
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(step_s)
+    return time.monotonic() - t0
