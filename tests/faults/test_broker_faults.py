@@ -135,8 +135,9 @@ async def test_broker_frozen_no_stale_attempt_fires_the_will(
                 assert pub.connected
             stop.set()
             n = await producer
-            await watch.wait_for(lambda: len({m.json()["seq"] for m in watch.on(f"{base}/alice/event")}) >= n, 30)
-            seqs = [m.json()["seq"] for m in watch.on(f"{base}/alice/event")]
+            events = f"{base}/alice/event"
+            await watch.wait_for(lambda: len({m.json()["seq"] for m in watch.on(events)}) >= n, 30)
+            seqs = [m.json()["seq"] for m in watch.on(events)]
         log_text = broker.log.read_text()
     finally:
         broker.stop()
