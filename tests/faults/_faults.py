@@ -49,3 +49,44 @@ def wait_until(pred: Any, timeout_s: float, step_s: float = 0.02) -> float:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(step_s)
     return time.monotonic() - t0
+
+
+class PhoneRecorder:
+    """A phone-like subscriber: persistent MQTT session at QoS 1, reconnecting every 0.1-0.5 s,
+    so the broker keeps what arrives while it is away (paho in its own thread)."""
+
+    def __init__(self, host: str, port: int, topics: tuple[str, ...]) -> None:
+        import threading
+
+        import paho.mqtt.client as paho
+
+        self.messages: list[tuple[float, str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"phone-{time.time_ns()}",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in topics]
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
+
+    def on(self, topic: str) -> list[Any]:
+        with self._lock:
+            return [json.loads(p) for _, t, p in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def persistent_broker(workdir: Path) -> Any:
+    """Mosquitto keeping sessions and queued QoS 1 messages across its restarts."""
+    from tests._broker import MosquittoBroker
+
+    store = workdir / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    return MosquittoBroker(workdir, extra_conf=f"persistence true\npersistence_location {store}/\n")
