@@ -58,7 +58,7 @@ class Producer:
 
 def test_publisher_killed_9_in_a_loop_loses_no_queued_alert(tmp_path: Path) -> None:
     rng = random.Random(50)
-    kills = scale(6, 50)
+    kills = scale(4, 50)
     broker = persistent_broker(tmp_path / "broker")
     broker.start()
     base = uniq("c")
@@ -106,7 +106,7 @@ def test_publisher_killed_9_in_a_loop_loses_no_queued_alert(tmp_path: Path) -> N
 
 def test_daemon_killed_9_in_a_loop_keeps_its_state(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     rng = random.Random(64)
-    kills = scale(4, 50)
+    kills = scale(3, 50)
     state_dir = tmp_path / "state"
     base = uniq("s")
     cfg = write_config(tmp_path / "c.toml", port=mosquitto.port, state_dir=state_dir, base_topic=base,

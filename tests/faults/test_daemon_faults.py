@@ -72,7 +72,7 @@ def test_notify_socket_not_read_never_blocks_the_daemon(
     d = DaemonProcess(cfg, notify=SimpleNamespace(path=path), watchdog_usec=200_000)  # type: ignore[arg-type]
     try:
         rec.wait_for(lambda m: m.topic == f"{base}/ana/state", timeout_s=20)
-        time.sleep(scale(4.0, 30.0))
+        time.sleep(scale(2.0, 30.0))
         t_late = time.monotonic()
         rec.wait_for(lambda m: m.topic == f"{base}/ana/state", timeout_s=5, since=t_late)
         late_states = len([m for m in rec.on(f"{base}/ana/state") if m.at >= t_late - 2])
@@ -224,11 +224,14 @@ def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker
     jumps: dict[str, float] = {}
     try:
         rec.wait_for(lambda m: m.topic == states, 30)
-        for label, step in (("+1h", "+3600"), ("back -1h", "+0"), ("-1h", "-3600"), ("back", "+0")):
+        steps = scale([("+1h", "+3600"), ("-1h", "+0")],
+                      [("+1h", "+3600"), ("back -1h", "+0"), ("-1h", "-3600"), ("back", "+0"),
+                       ("+1d", "+86400"), ("back -1d", "+0")])
+        for label, step in steps:
             before = datetime.fromisoformat(rec.on(states)[-1].json()["time"]).timestamp()
             offset.write_text(step + "\n")
             t = time.monotonic()
-            time.sleep(3.0)
+            time.sleep(scale(2.0, 5.0))
             after = [m for m in rec.on(states) if m.at >= t]
             counts[label] = len(after)
             if after:  # the wall clock the daemon stamps its states with (proof the step took)
@@ -248,7 +251,7 @@ def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker
     flowing = all(c >= 2 for c in counts.values())
     ok = flowing and not bridge_offline and stop_s <= 5.0
     figures("wall clock stepped (libfaketime)", "holds" if ok else "fails (states stall: pacing)",
-            states_3s_after_step=" ".join(f"{k}:{v}" for k, v in counts.items()),
+            states_after_step=" ".join(f"{k}:{v}" for k, v in counts.items()),
             state_time_moved_s=" ".join(f"{k}:{v:+.0f}" for k, v in jumps.items()),
             bridge_offline=len(bridge_offline), sigterm_s=f"{stop_s:.2f}")
     assert not bridge_offline
