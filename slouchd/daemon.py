@@ -26,6 +26,7 @@ from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
 from slouchd.publish.mqtt import MqttPublisher, WearerInfo
+from slouchd.publish.outbox import Outbox
 from slouchd.publish.wearer import STATE_SETTINGS
 from slouchd.sample_buffer import SampleBuffer
 from slouchd.schema import check_partial
@@ -416,6 +417,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.start_epoch_s = start_epoch_s
         self.store = StateStore(default_state_dir(config.daemon.state_dir))
+        self.outbox = Outbox(self.store.directory / "outbox.jsonl")  # issue 12: alerts survive a crash
         self.publisher: MqttPublisher | None = None
         self.broker: EmbeddedBroker | None = None
         self.wearers: dict[str, WearerRuntime] = {}
@@ -454,7 +456,10 @@ class Daemon:
                 f"mqtt_dropped={0 if pub is None else pub.dropped} "
                 f"states_published={0 if pub is None else pub.state_published} "
                 f"alerts={sum(rt.alerts for rt in self.wearers.values())} "
-                f"restarts={sum(rt.restarts for rt in self.wearers.values())}")
+                f"restarts={sum(rt.restarts for rt in self.wearers.values())} "
+                f"notify_dropped={getattr(self.notifier, 'dropped', 0)} "
+                + ("" if pub is None else " ".join(f"{k}={v}" for k, v in pub.counters().items()
+                                                   if k not in ("mqtt_published", "mqtt_dropped"))))
 
     def request_stop(self, code: int = EXIT_OK) -> None:
         if code != EXIT_OK:
@@ -669,7 +674,7 @@ class Daemon:
         try:
             return MqttPublisher(mqtt_settings, config.homeassistant,
                                  self.wearer_infos() if wearers is None else wearers,
-                                 on_command=self.on_command)
+                                 on_command=self.on_command, outbox=self.outbox)
         except ConfigError as err:  # an unreadable password file, CA or key: name the config file
             raise ConfigError(f"{config.source}: {err}") from None
 

@@ -85,6 +85,8 @@ PROBE_EVERY_S = 1.0
 again, and reconnect at once if it does (the backoff still spaces out full MQTT attempts to a
 broker that answers but refuses), seconds."""
 _DISCONNECT = b"\xe0\x00"  # an MQTT DISCONNECT packet (3.1.1, and 5 with reason 0)
+# paho's "disconnect() was called" state: it has then sent its own DISCONNECT.
+_PAHO_DISCONNECTING = getattr(getattr(paho, "_ConnectionState", None), "MQTT_CS_DISCONNECTING", None)
 
 
 def _reset(sock: Any) -> None:
@@ -134,7 +136,7 @@ class _Client(aiomqtt.Client):
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if not self.acked:
             _reset(sock)
-        elif getattr(client, "_state", None) != paho._ConnectionState.MQTT_CS_DISCONNECTING:
+        elif getattr(client, "_state", None) != _PAHO_DISCONNECTING:
             out = getattr(client, "_out_packet", None)
             if out and out[0].get("pos", 0) > 0:
                 _reset(sock)  # half a packet written: a DISCONNECT after it would be garbage
@@ -404,6 +406,9 @@ class MqttPublisher:
                 log.error("cannot read the MQTT outbox %s: %s; events from before are lost",
                           outbox.path, err)
                 restored = []
+            if outbox.rewrite_error is not None:
+                self.outbox_errors += 1
+                log.error("cannot rewrite the MQTT outbox %s: %s", outbox.path, outbox.rewrite_error)
             for e in restored:
                 self._events.append((e.wearer, e.kind, e.payload, e.key))
             self.outbox_restored = len(restored)

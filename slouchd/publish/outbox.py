@@ -75,6 +75,7 @@ class Outbox:
         self._pending: OrderedDict[str, OutboxEntry] = OrderedDict()
         self._lines = 0  # lines in the journal file since its last rewrite
         self.loaded = False
+        self.rewrite_error: OSError | None = None
         self.forgotten = 0
         self.skipped = 0
         self.writes = 0
@@ -91,10 +92,12 @@ class Outbox:
         """Read the journal left by an earlier run: the events still owed, oldest first.
 
         Unreadable lines are skipped (counted in :attr:`skipped`); the journal is then rewritten
-        with only what is pending. Calling it again is a no-op that returns the pending list.
+        with only what is pending (if that fails, e.g. a read-only directory, the error is kept
+        in :attr:`rewrite_error` and the journal stays as it was). Calling it again is a no-op
+        that returns the pending list.
 
         Raises:
-            OSError: the file exists but cannot be read, or cannot be rewritten.
+            OSError: the file exists but cannot be read.
         """
         if self.loaded:
             return self.pending()
@@ -109,6 +112,7 @@ class Outbox:
         for line in raw.split(b"\n"):
             if not line.strip():
                 continue
+            self._lines += 1
             if len(line) > MAX_LINE_BYTES:
                 self.skipped += 1
                 continue
@@ -117,7 +121,10 @@ class Outbox:
             except (ValueError, TypeError, KeyError, UnicodeDecodeError):
                 self.skipped += 1
         self._bound()
-        self._rewrite()
+        try:
+            self._rewrite()
+        except OSError as err:
+            self.rewrite_error = err
         return self.pending()
 
     def _replay(self, rec: object) -> None:

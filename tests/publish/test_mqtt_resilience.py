@@ -6,14 +6,18 @@ import asyncio
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import pytest
 
 from slouchd.publish.mqtt import MqttPublisher, tls_context
+from slouchd.publish.outbox import Outbox
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from slouchd.schema import SettingsError
@@ -341,3 +345,105 @@ async def test_close_while_the_broker_is_down_leaves_nothing_online(
     # No persistence: the restarted broker holds nothing, and slouchd, stopped, says nothing.
     await asyncio.sleep(0.5)
     assert await retained(private_mosquitto, f"{base}/#") == {}
+
+
+# ----- issue 12: outbox, hostile input, quick reconnects -----------------------------------------
+
+def _publisher(broker: MosquittoBroker, base: str, outbox: Outbox | None = None, **kw: Any) -> MqttPublisher:
+    kw.setdefault("reconnect_max_s", 60.0)
+    return MqttPublisher(MqttSettings(host=broker.host, port=broker.port, base_topic=base, **kw),
+                         HomeAssistantSettings(discovery=False), [ALICE], Applier(),
+                         rng=random.Random(3), outbox=outbox)
+
+
+async def test_unacknowledged_alerts_survive_a_crash_with_their_boot_and_seq(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "broker")
+    base = uniq("o")
+    path = tmp_path / "state" / "outbox.jsonl"
+    first = _publisher(broker, base, Outbox(path))  # the broker is down: nothing is acknowledged
+    for i in range(5):
+        first.publish_event("alice", {"t": float(i), "event": "slouch_alert", "level": 1})
+    first.publish_event("alice", {"t": 9.0, "event": "slouch_end"})  # not kept on disk
+    boot = first.boot
+    del first  # kill -9: no close(), nothing flushed after publish_event returned
+
+    broker.start()
+    try:
+        box = Outbox(path)
+        second = _publisher(broker, base, box)
+        assert second.outbox_restored == 5 and second.boot != boot
+        async with Recorder(broker, (f"{base}/alice/event",)) as rec, connected(second):
+            second.publish_event("alice", {"t": 20.0, "event": "slouch_alert", "level": 2})
+            await rec.wait_for(lambda: len(rec.messages) >= 6)
+            got = [(m.json()["boot"], m.json()["seq"]) for m in rec.messages]
+            assert got == [(boot, s) for s in range(1, 6)] + [(second.boot, 1)]
+            await asyncio.sleep(0.2)
+            assert len(box) == 0 and Outbox(path).load() == []
+            counters = second.counters()
+            assert counters["mqtt_outbox_restored"] == 5 and counters["mqtt_alerts"] == 1
+            assert counters["mqtt_outbox"] == 0 and counters["mqtt_outbox_errors"] == 0
+    finally:
+        broker.stop()
+
+
+async def test_big_command_payloads_are_dropped_unread_and_counted(mosquitto: MosquittoBroker) -> None:
+    base = uniq("d")
+    for protocol in ("3.1.1", "5"):
+        pub = _publisher(mosquitto, base, protocol=protocol)
+        async with Recorder(mosquitto, (f"{base}/alice/set/result",)) as rec, connected(pub):
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+                await client.publish(f"{base}/alice/set", b'{"mode":"' + b"x" * 8000 + b'"}', qos=1)
+                await client.publish(f"{base}/alice/set", b"y" * (1 << 20), qos=1)
+                await client.publish(f"{base}/alice/set", b'{"mode":"' + b"x" * 2000 + b'"}', qos=1)
+            await rec.wait_for(lambda: len(rec.messages) >= 1)
+            await asyncio.sleep(0.3)
+            # Only the 2 KB one is looked at (refused with a reason); the others cost nothing.
+            assert [m.json()["error"] for m in rec.messages] == ["payload is 2011 bytes (max 1024)"]
+            # MQTT 5: the broker does not even send the 1 MiB one (our Maximum Packet Size).
+            assert pub.payloads_dropped == (2 if protocol == "3.1.1" else 1), protocol
+            assert pub.counters()["mqtt_payloads_dropped"] == pub.payloads_dropped
+            assert pub.commands == 1 and pub.refused == 1 and pub.reconnects == 0
+
+
+async def test_a_command_flood_is_answered_quickly_and_the_session_lives(mosquitto: MosquittoBroker) -> None:
+    base = uniq("f")
+    pub = _publisher(mosquitto, base)
+    n = 1500
+    async with Recorder(mosquitto, (f"{base}/alice/set/result",)) as rec, connected(pub):
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            t0 = time.monotonic()
+            for i in range(n):
+                hostile = b'{"ts": ' + b"9" * 400 + b"}"
+                payload = b'{"threshold_deg": 18, "id": "%d"}' % i if i % 2 else hostile
+                await client.publish(f"{base}/alice/set", payload, qos=0)
+                if i % 100 == 99:
+                    await asyncio.sleep(0.1)  # at most about 500 commands per second
+            sent_s = time.monotonic() - t0
+            await rec.wait_for(lambda: len(rec.messages) + pub.payloads_dropped >= n, timeout=20)
+            lag_s = time.monotonic() - t0 - sent_s
+        print(f"\n{n} commands at {n / sent_s:.0f}/s: answered {len(rec.messages)}, dropped "
+              f"{pub.payloads_dropped}, last answer {lag_s:.2f} s after the last command")
+        assert lag_s < 2.0
+        assert pub.connected and pub.reconnects == 0
+        assert pub.commands == len(rec.messages) and pub.refused >= len(rec.messages) // 2 - 1
+
+
+async def test_reconnects_within_seconds_of_the_broker_returning_after_a_long_outage(
+        tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "broker")
+    broker.start()
+    pub = _publisher(broker, uniq("r"))  # real backoff: 1 s doubling to 60 s
+    try:
+        async with connected(pub):
+            await asyncio.to_thread(broker.stop)
+            await asyncio.sleep(9.0)  # failed attempts: backoff now 4-8 s, then 8-16 s
+            back = time.monotonic()
+            await asyncio.to_thread(broker.start)
+            while not pub.connected:
+                await asyncio.sleep(0.02)
+            reconnect_s = time.monotonic() - back
+            print(f"\nreconnected {reconnect_s:.2f} s after the broker returned (9 s outage)")
+            assert reconnect_s <= 3.0
+            assert pub.counters()["mqtt_reconnects"] == 1
+    finally:
+        broker.stop()
