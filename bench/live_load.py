@@ -212,8 +212,7 @@ def in_process(csv: Path, sizes: list[int]) -> dict[str, float]:
         for p in packets:
             if buffered:
                 for b in buf.add(p):
-                    if b is not None:
-                        tracker.process(b)
+                    tracker.process(b)
             else:
                 tracker.process(p)
         cpu = time.process_time() - c0
