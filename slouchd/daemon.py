@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import time
@@ -48,6 +49,8 @@ DISPATCH_TICKS = 1
 1 adds no delay to alerts; 2 halves the tracker's calls but delays an alert by up to 0.1 s."""
 SAVE_EVERY_S = 5.0  # kill -9 loses at most this much of today's totals
 STATS_EVERY_S = 60.0
+HOUSEKEEPING_S = 1.0
+"""Status line and watchdog cadence; reloads and dead tasks wake the housekeeping at once."""
 RESTART_BACKOFF_MAX_S = 30.0
 SHUTDOWN_WEARERS_S = 1.5
 SHUTDOWN_SAVE_S = 1.0
@@ -64,8 +67,13 @@ class View(Protocol):
     def on_event(self, wearer: str, event: Event) -> None: ...
 
 
+@functools.lru_cache(maxsize=256)
 def wall_iso(t_s: float) -> str:
-    """Local ISO-8601 time of a sample-clock time (Unix seconds), to the second."""
+    """Local ISO-8601 time of a sample-clock time (Unix seconds), to the second.
+
+    Cached: every wearer's state of one second has the same ``t_s`` (frames fall on whole
+    seconds of the shared sample clock), so one conversion serves them all.
+    """
     return datetime.fromtimestamp(t_s).astimezone().isoformat(timespec="seconds")
 
 
@@ -81,6 +89,7 @@ class WearerRuntime:
     def __init__(self, daemon: Daemon, settings: WearerSettings) -> None:
         self.daemon = daemon
         self.settings = settings
+        self._detection: tuple[Config, WearerSettings, dict[str, Any], DetectionSettings] | None = None
         self.name = settings.name
         self.log = logging.getLogger(f"slouchd.wearer.{self.name}")
         self.plan: SourcePlan = plan_source(settings, daemon.config)
@@ -132,9 +141,19 @@ class WearerRuntime:
         return kept
 
     def detection(self) -> DetectionSettings:
-        """[detection] in force: config file, per-wearer overrides, then changes from MQTT."""
-        base = self.daemon.config.wearer_detection(self.settings)
-        return dataclasses.replace(base, **self.overrides) if self.overrides else base
+        """[detection] in force: config file, per-wearer overrides, then changes from MQTT.
+
+        Built once per (config, wearer settings, overrides) and kept: every state (1 Hz per
+        wearer) reads it; a reload or a command replaces one of the three objects.
+        """
+        cfg, settings, overrides = self.daemon.config, self.settings, self.overrides
+        cached = self._detection
+        if cached is not None and cached[0] is cfg and cached[1] is settings and cached[2] is overrides:
+            return cached[3]
+        base = cfg.wearer_detection(settings)
+        det = dataclasses.replace(base, **overrides) if overrides else base
+        self._detection = (cfg, settings, overrides, det)
+        return det
 
     def info(self) -> WearerInfo:
         return WearerInfo(
@@ -208,8 +227,7 @@ class WearerRuntime:
     def drain(self) -> None:
         """Process what the buffer holds (the stream ended or the wearer stops)."""
         try:
-            batch = self.buffer.take()
-            if batch is not None:
+            for batch in self.buffer.take():
                 self.handle(batch)
         except Exception:  # the stream is ending anyway; never mask why
             self.log.exception("processing the last buffered samples failed")
@@ -333,6 +351,7 @@ class WearerRuntime:
     # ----- supervision ------------------------------------------------------------------------
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run(), name=f"wearer:{self.name}")
+        self.task.add_done_callback(self.daemon.wake_housekeeping)
 
     async def run(self) -> None:
         """Stream forever; a failure is logged with its traceback and the stream restarted."""
@@ -349,11 +368,8 @@ class WearerRuntime:
                             self.log.info("streaming from %s", self.settings.sensor)
                             if self.daemon.publisher is not None:
                                 self.daemon.publisher.set_availability(self.name, True)
-                        before, due = self.buffer.add(batch)
-                        if before is not None:
-                            self.handle(before)
-                        if due is not None:
-                            self.handle(due)
+                        for ready in self.buffer.add(batch):
+                            self.handle(ready)
                         backoff = 1.0
                 self.log.info("source ended; starting it again")
             except asyncio.CancelledError:
@@ -424,6 +440,7 @@ class Daemon:
         self.exit_code = EXIT_OK
         self._stop = asyncio.Event()
         self._reload_requested = False
+        self._attention = asyncio.Event()  # something for the housekeeping to see to now
         self._publisher_task: asyncio.Task[None] | None = None
         self._swapping = False  # an MQTT session switch (reload) is under way
         self.started_at = time.monotonic()
@@ -461,6 +478,14 @@ class Daemon:
                 + ("" if pub is None else " ".join(f"{k}={v}" for k, v in pub.counters().items()
                                                    if k not in ("mqtt_published", "mqtt_dropped"))))
 
+    def wake_housekeeping(self, *_: object) -> None:
+        """Have the housekeeping look now (a reload, a task that ended) instead of at its next round."""
+        self._attention.set()
+
+    def _start_publisher_task(self, coro: Any) -> None:
+        self._publisher_task = asyncio.get_running_loop().create_task(coro, name="mqtt")
+        self._publisher_task.add_done_callback(self.wake_housekeeping)
+
     def request_stop(self, code: int = EXIT_OK) -> None:
         if code != EXIT_OK:
             self.exit_code = code
@@ -486,7 +511,7 @@ class Daemon:
             for name in self.wearers:
                 # Not streaming yet: replaces an "online" a killed earlier run left retained.
                 self.publisher.set_availability(name, False)
-            self._publisher_task = loop.create_task(self.publisher.run(), name="mqtt")
+            self._start_publisher_task(self.publisher.run())
             for rt in self.wearers.values():
                 rt.start()
             # Ready = config loaded and tasks started; not gated on the broker or the sensors.
@@ -526,14 +551,21 @@ class Daemon:
                 await task
 
     async def _housekeeping(self) -> None:
-        """Status lines, watchdog pings while healthy, dead-task detection, reloads."""
+        """Status lines, watchdog pings while healthy, dead-task detection, reloads.
+
+        One round a second (it was four: with nothing else to do, the idle daemon's cost), and at
+        once when woken by SIGHUP or a task that ended.
+        """
         wd = self.notifier.watchdog_s
         ping_every = wd / 2.0 if wd else None
+        period = HOUSEKEEPING_S if ping_every is None else min(HOUSEKEEPING_S, ping_every / 2.0)
         last_ping = 0.0
         last_status = ""
         last_idle_state = time.monotonic()
         while True:
-            await asyncio.sleep(0.25)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._attention.wait(), period)
+            self._attention.clear()
             if self._reload_requested and not self._swapping:
                 self._reload_requested = False
                 try:
@@ -556,8 +588,7 @@ class Daemon:
                     and self.publisher is not None):
                 err = publisher_task.exception()
                 log.error("MQTT task ended unexpectedly; restarting it", exc_info=err)
-                self._publisher_task = asyncio.get_running_loop().create_task(
-                    self.publisher.run(), name="mqtt")
+                self._start_publisher_task(self.publisher.run())
             now = time.monotonic()
             if now - last_idle_state >= STATS_EVERY_S:
                 last_idle_state = now
@@ -586,6 +617,7 @@ class Daemon:
 
     def _on_sighup(self) -> None:
         self._reload_requested = True
+        self.wake_housekeeping()
 
     def reload(self) -> None:
         """Re-read the config: new detection settings apply at once; wearers come and go.
@@ -739,11 +771,12 @@ class Daemon:
                             log.error("embedded MQTT broker failed to start on port %d: %s", broker.port, err)
             finally:
                 self._swapping = False
+                self.wake_housekeeping()  # a reload that waited for this switch goes ahead now
             await publisher.run()
 
         self._swapping = True  # a reload waits until this switch is done (see _housekeeping)
 
-        self._publisher_task = asyncio.get_running_loop().create_task(switch(), name="mqtt")
+        self._start_publisher_task(switch())
 
     async def _restart_wearer(self, rt: WearerRuntime) -> None:
         if rt.task is not None:

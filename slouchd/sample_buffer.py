@@ -9,7 +9,11 @@ The tracker then runs at most ``10 / ticks`` times a second per wearer, whatever
 
 Handing over at the first sample of a new tick is exactly when the tracker could decide that
 tick, so batching adds no delay to alerts; the tracker's output does not depend on how its input
-is cut (tested), so live stays bit-for-bit equal to replay.
+is cut (tested), so live output equals replay output.
+
+Big hand-overs (a 36-sample notification) are cut, at tick boundaries, into pieces the tracker
+runs on its float-maths path (``SCALAR_MAX_SAMPLES``, ``SCALAR_MAX_TICKS``): its whole-array path
+costs milliseconds per call at this size and loads ``scipy.signal`` (+65 MB resident).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import math
 import numpy as np
 
 from slouchd.model import SampleBatch
-from slouchd.posture.filters import TICK_S
+from slouchd.posture.filters import SCALAR_MAX_SAMPLES, SCALAR_MAX_TICKS, TICK_S
 
 MAX_HELD_SAMPLES = 512
 """Hand over at this many samples whatever their times say (times that go backwards or stand
 still never complete a tick; the tracker counts and drops those samples itself)."""
+
+NOTHING: tuple[SampleBatch, ...] = ()
 
 
 class SampleBuffer:
@@ -33,15 +39,21 @@ class SampleBuffer:
         ticks: hand over once the newest sample is this many ticks past the last one handed
             over (1 = every 0.1 s tick, the lowest latency; 2 = every 0.2 s, cheaper).
         tick_s: the tracker's decision tick, seconds (the grid is ``floor(t_s / tick_s)``).
+        piece_samples, piece_ticks: the largest piece handed to the tracker in one call, in
+            samples and in ticks (0 = never cut).
     """
 
-    __slots__ = ("_acc", "_due_k", "_gyro", "_n", "_no_gyro", "_t", "tick_s", "ticks")
+    __slots__ = ("_acc", "_due_k", "_gyro", "_n", "_no_gyro", "_t", "piece_samples", "piece_ticks",
+                 "tick_s", "ticks")
 
-    def __init__(self, ticks: int = 1, tick_s: float = TICK_S) -> None:
+    def __init__(self, ticks: int = 1, tick_s: float = TICK_S, piece_samples: int = SCALAR_MAX_SAMPLES,
+                 piece_ticks: int = SCALAR_MAX_TICKS) -> None:
         if ticks < 1:
             raise ValueError(f"ticks must be >= 1, got {ticks}")
         self.ticks = ticks
         self.tick_s = tick_s
+        self.piece_samples = piece_samples
+        self.piece_ticks = piece_ticks
         self._t: list[np.ndarray] = []
         self._acc: list[np.ndarray] = []
         self._gyro: list[np.ndarray | None] = []
@@ -53,42 +65,72 @@ class SampleBuffer:
         """Samples held."""
         return self._n
 
-    def add(self, batch: SampleBatch) -> tuple[SampleBatch | None, SampleBatch | None]:
-        """Hold ``batch``; return up to two batches to process now, in order.
+    def add(self, batch: SampleBatch) -> tuple[SampleBatch, ...]:
+        """Hold ``batch``; return the batches to process now, in order (usually none).
 
-        The first is what was held before a switch of gyro on/off (kept apart: joining would
-        drop the gyro of the other part); the second is everything held once a tick completes.
+        What was held before a switch of gyro on/off is handed over on its own (joining would
+        drop the other part's gyro); everything held goes once a tick completes.
         """
         if batch.t_s.shape[0] == 0:
-            return None, None
+            return NOTHING
         no_gyro = batch.gyro_dps is None
-        before = self.take() if (self._n and no_gyro != self._no_gyro) else None
+        before = self.take() if (self._n and no_gyro != self._no_gyro) else NOTHING
         self._t.append(batch.t_s)
         self._acc.append(batch.acc_g)
         self._gyro.append(batch.gyro_dps)
         self._n += batch.t_s.shape[0]
         self._no_gyro = no_gyro
-        last = float(batch.t_s[-1])
-        k = last / self.tick_s  # the tracker's own grid: np.floor(t / TICK_S), same IEEE division
+        k = float(batch.t_s[-1]) / self.tick_s  # the tracker's own grid: np.floor(t / TICK_S)
         finite = math.isfinite(k)
         if finite and k < self._due_k and self._n < MAX_HELD_SAMPLES:
-            return before, None
+            return before
         if finite:
             self._due_k = math.floor(k) + self.ticks
         # (A non-finite time completes no tick: hand it over now for the tracker to count and drop.)
-        return before, self.take()
+        return before + self.take()
 
-    def take(self) -> SampleBatch | None:
-        """Everything held, joined (no copy when it is one packet); None when empty."""
+    def take(self) -> tuple[SampleBatch, ...]:
+        """Everything held, joined (no copy when it is one small packet) and cut into pieces."""
         if not self._n:
-            return None
+            return NOTHING
         if len(self._t) == 1:
-            out = SampleBatch(self._t[0], self._acc[0], self._gyro[0])
+            t, acc, gyro = self._t[0], self._acc[0], self._gyro[0]
         else:
+            t, acc = np.concatenate(self._t), np.concatenate(self._acc)
             gyro = None if self._no_gyro else np.concatenate(self._gyro)  # type: ignore[arg-type]
-            out = SampleBatch(np.concatenate(self._t), np.concatenate(self._acc), gyro)
         self._t.clear()
         self._acc.clear()
         self._gyro.clear()
         self._n = 0
+        if not self.piece_samples or self._small(t):
+            return (SampleBatch(t, acc, gyro),)
+        return tuple(SampleBatch(t[a:b], acc[a:b], None if gyro is None else gyro[a:b])
+                     for a, b in self._cuts(t))
+
+    def _small(self, t: np.ndarray) -> bool:
+        """Few enough samples and ticks for one call (two float divisions: the common case)."""
+        if t.shape[0] > self.piece_samples:
+            return False
+        span = float(t[-1]) / self.tick_s - float(t[0]) / self.tick_s
+        return not span >= self.piece_ticks - 1  # NaN: not cut (the tracker drops such samples)
+
+    def _cuts(self, t: np.ndarray) -> list[tuple[int, int]]:
+        """Index ranges of at most ``piece_samples`` samples starting at most ``piece_ticks``
+        tick boundaries apart (any cut gives the same tracker output; these keep it cheap)."""
+        with np.errstate(invalid="ignore"):
+            k = np.floor(t / self.tick_s)
+        starts = (np.flatnonzero(k[1:] != k[:-1]) + 1).tolist()  # first sample of each new tick
+        out: list[tuple[int, int]] = []
+        a = 0
+        n = t.shape[0]
+        i = 0
+        while a < n:
+            # Up to piece_ticks tick starts after a, and never more than piece_samples samples.
+            while i < len(starts) and starts[i] <= a:
+                i += 1
+            j = i + self.piece_ticks - 1
+            b = starts[j] if j < len(starts) else n
+            b = min(b, a + self.piece_samples)
+            out.append((a, b))
+            a = b
         return out

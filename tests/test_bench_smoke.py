@@ -47,3 +47,13 @@ def test_benchmark_runs_quick_and_reports_numbers(name: str, tmp_path: Path) -> 
     assert values, f"no figures in {key}"
     assert all(math.isfinite(v) for v in values), key
     assert _numbers(doc["rows"]), "no measured rows"
+    if name == "live_load":
+        # Issue 11's figures: the idle daemon, replay wearers, notifications of 1 and 36 samples
+        # (the quick run's sizes), the live/batch ratio; every row measured (none failed).
+        rows = doc["rows"]
+        assert not [r for r in rows if "error" in r], rows
+        assert {(r["mode"], r["samples"]) for r in rows} >= {("idle", None), ("replay", 5), ("notify", 1),
+                                                              ("notify", 36)}
+        assert all(r["cpu_pct"] >= 0 and r["rss_mb"] > 0 for r in rows), rows
+        assert key["batch_pct_per_wearer"] > 0 and key["live_batch_ratio"] > 0
+        assert {"idle_pct", "replay_pct_per_wearer_at_1", "notify1_pct_per_wearer_at_1"} <= set(key)

@@ -17,6 +17,7 @@ import slouchd.daemon as daemon_mod
 from slouchd.config import parse_config
 from slouchd.daemon import Daemon, new_tracker
 from slouchd.model import Event, Mount, PostureFrame, SampleBatch
+from slouchd.posture.filters import SCALAR_MAX_SAMPLES, SCALAR_MAX_TICKS
 from slouchd.sample_buffer import MAX_HELD_SAMPLES, SampleBuffer
 from slouchd.sensors.base import SensorStatus
 from tests._broker import MosquittoBroker
@@ -38,8 +39,7 @@ def _one(t: float, gyro: bool = True) -> SampleBatch:
 def _feed(buf: SampleBuffer, packets: list[SampleBatch]) -> list[SampleBatch]:
     out = []
     for p in packets:
-        before, due = buf.add(p)
-        out += [b for b in (before, due) if b is not None]
+        out += buf.add(p)
     return out
 
 
@@ -65,36 +65,47 @@ def test_two_tick_buffer_halves_the_hand_overs() -> None:
     assert abs(len(two) - len(one) / 2) <= 2
 
 
-def test_big_packets_go_straight_through_without_a_copy() -> None:
-    t = T0 + np.arange(360) / 50.0
-    day = SampleBatch(t, np.tile([0.0, 1.0, 0.0], (360, 1)))
-    packets = _packets(day, 36)
+def test_small_packets_that_complete_a_tick_go_through_without_a_copy() -> None:
+    t = T0 + np.arange(100) / 50.0
+    day = SampleBatch(t, np.tile([0.0, 1.0, 0.0], (100, 1)))
+    packets = _packets(day, 5)
     handed = _feed(SampleBuffer(), packets)
-    assert len(handed) == len(packets)
+    assert len(handed) == len(packets)  # 5 samples at 50 Hz off the grid: each completes a tick
     assert all(h.t_s is p.t_s for h, p in zip(handed, packets, strict=True))
+
+
+@pytest.mark.parametrize(("size", "rate"), [(36, 50.0), (36, 130.0), (240, 50.0), (33, 100.0)])
+def test_big_packets_are_cut_into_pieces_the_tracker_runs_on_its_float_path(size: int, rate: float) -> None:
+    t = T0 + 0.004 + np.arange(20 * size) / rate
+    day = SampleBatch(t, np.tile([0.0, 1.0, 0.0], (len(t), 1)))
+    handed = _feed(SampleBuffer(), _packets(day, size))
+    assert np.array_equal(np.concatenate([h.t_s for h in handed]), t)  # all of them, in order
+    for h in handed:
+        assert len(h) <= SCALAR_MAX_SAMPLES
+        ticks = np.unique(np.floor(h.t_s / 0.1))
+        assert len(ticks) <= SCALAR_MAX_TICKS  # closes at most SCALAR_MAX_TICKS - 1 ticks
+        assert np.shares_memory(h.t_s, t)  # views of the packet, not copies
 
 
 def test_a_switch_of_gyro_on_or_off_is_handed_over_apart() -> None:
     buf = SampleBuffer()
-    _, first = buf.add(_one(T0 + 0.01))
-    assert first is not None and len(buf) == 0
-    assert buf.add(_one(T0 + 0.03)) == (None, None)
-    before, due = buf.add(_one(T0 + 0.05, gyro=False))
-    assert before is not None and before.gyro_dps is not None and len(before) == 1
-    assert due is None and len(buf) == 1
-    left = buf.take()
-    assert left is not None and left.gyro_dps is None
+    assert len(buf.add(_one(T0 + 0.01))) == 1 and len(buf) == 0  # the very first: at once
+    assert buf.add(_one(T0 + 0.03)) == ()
+    (before,) = buf.add(_one(T0 + 0.05, gyro=False))
+    assert before.gyro_dps is not None and len(before) == 1
+    assert len(buf) == 1
+    (left,) = buf.take()
+    assert left.gyro_dps is None
 
 
 def test_non_finite_times_are_handed_over_at_once_and_stuck_clocks_are_capped() -> None:
     buf = SampleBuffer()
     buf.add(_one(T0))
-    _, due = buf.add(_one(math.nan))
-    assert due is not None  # the tracker counts and drops it
+    assert len(buf.add(_one(math.nan))) == 1  # the tracker counts and drops it
     buf = SampleBuffer()
     buf.add(_one(T0 + 5.0))
     handed = _feed(buf, [_one(T0) for _ in range(MAX_HELD_SAMPLES)])  # a clock that stands still
-    assert len(handed) == 1 and len(handed[0]) == MAX_HELD_SAMPLES and len(buf) == 0
+    assert sum(len(h) for h in handed) == MAX_HELD_SAMPLES and len(buf) == 0
 
 
 class PacketSource:
@@ -174,4 +185,5 @@ async def test_live_notifications_through_the_buffer_equal_replay_exactly(
         for a, b in ((got.flexion_deg, want.flexion_deg), (got.lateral_deg, want.lateral_deg)):
             assert (a is None and b is None) or math.isclose(a, b, abs_tol=1e-9)  # type: ignore[arg-type]
     ticks = (day.t_s[-1] - day.t_s[0]) / 0.1
-    assert calls <= ticks + 2 if size <= 5 else calls <= len(source.packets) + 1
+    # The tracker runs per completed tick, not per notification (a 36-sample one: 3 pieces).
+    assert calls <= (ticks + 2 if size <= 5 else 3 * len(source.packets))
