@@ -3,12 +3,16 @@
 All features are rolling windows over the tick stream, computed on whole arrays with cumulative
 sums; the last few seconds of inputs are carried between batches so windows span batch edges.
 
-- moving: body acceleration (gravity removed) above ``moving_g``, or a rotation rate above
-  ``moving_dps`` (gyro), or the trunk tilt changing faster than ``turning_dps`` (this one works
-  for accelerometer-only sensors during slow bends such as standing up); held for
-  ``motion_hold_s`` so the angle has settled before anything is judged again.
+- moving: the trunk tilt changing faster than ``turning_dps`` (judged on the tilt averaged over
+  ``TURN_SMOOTH_S``, of the orientation filter's gravity, which with a gyroscope rejects
+  acceleration: the band that carries the angle, below ~1 Hz), or a rotation rate above
+  ``moving_dps`` (gyro), or stepping (a periodic acceleration magnitude with body acceleration
+  above ``moving_g``); held for ``motion_hold_s`` so the angle has settled before anything is
+  judged again. Body acceleration alone is *not* motion: typing, mouse work and shifting in the
+  chair shake a trunk sensor by 0.01-0.4 g (0.8-20 Hz) without changing the trunk angle, and
+  must not suspend slouch detection.
 - walking: moving, with a periodic acceleration magnitude (autocorrelation peak at a step or
-  stride period of 0.3-1.2 s).
+  stride period of 0.3-1.2 s) confirmed for ``WALK_CONFIRM_S``.
 - lifeless: the tilt wobbles less than ``micro_motion_deg`` RMS over ``not_worn_s``. A worn
   sensor always moves a little (breathing, heartbeat, small shifts); one on a desk does not.
 """
@@ -37,6 +41,13 @@ SHORT_WINDOW_S = 2.0
 """Window that decides the sensor is alive again, and that a calibration must be still for, seconds."""
 SMOOTH_S = 1.5
 """Tilt is averaged over this long before its wobble is measured, so sensor noise does not look alive."""
+STEADY_MAX_G = 0.1
+"""A calibration window's body acceleration (RMS over 0.3 s, gravity removed) stays below this, g:
+desk vibration (mostly under 0.08 g) averages out of the window's mean, walking (0.15-0.4 g) or
+being jolted does not."""
+TURN_SMOOTH_S = 0.5
+"""The tilt whose rate of change decides ``moving`` is averaged over this long, seconds: typing
+vibration (0.8-20 Hz) averages out, a reach (30-60 deg in about a second) does not."""
 WALK_CONFIRM_S = 1.0
 """The gait must stay periodic this long to count as walking, seconds."""
 NOISE_MARGIN = 2.0
@@ -97,6 +108,7 @@ class ActivityClassifier:
         self.w_long = max(self.w_short, round(settings.not_worn_s / tick_s))
         self.w_walk = round(WALK_WINDOW_S / tick_s)
         self.w_smooth = max(1, round(SMOOTH_S / tick_s))
+        self.w_turn = max(1, round(TURN_SMOOTH_S / tick_s))
         self.w_conf = max(1, round(WALK_CONFIRM_S / tick_s))
         self.lags = range(round(WALK_LAGS_S[0] / tick_s), round(WALK_LAGS_S[1] / tick_s) + 1)
         self._lag_lo = self.lags.start
@@ -112,10 +124,12 @@ class ActivityClassifier:
         # motion (g), acceleration magnitude (g), raw motion and gait periodicity flags.
         k = self.keep
         self._gx, self._gy, self._gz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
+        self._tx, self._ty, self._tz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
         self._sx, self._sy, self._sz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
         self._dyn: deque[float] = deque(maxlen=k)
         self._mag: deque[float] = deque(maxlen=k)
         self._raw_moving: deque[bool] = deque(maxlen=k)
+        self._shaken: deque[int] = deque(maxlen=k)  # 0 calm, 1 shaken, 2 jolted
         self._periodic: deque[bool] = deque(maxlen=k)
         # After a whole-array update the history is kept as its arrays instead (g, smooth, dyn,
         # mag, raw moving, periodic), so replay's consecutive big calls do not convert back and
@@ -124,38 +138,35 @@ class ActivityClassifier:
         self._seen = 0
 
     def update(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
-               gyro_mag_dps: np.ndarray | None, samples_per_tick: float) -> ActivityFeatures:
+               gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
+               tilt: np.ndarray | None = None) -> ActivityFeatures:
         """Features for new consecutive ticks: ``g`` unit gravity (n, 3) from the accelerometer,
         ``dyn_g`` body-motion RMS (g), ``amag_g`` mean acceleration magnitude (g), ``gyro_mag_dps``
-        bias-free rotation rate (deg/s) or None, ``samples_per_tick`` the sample rate times the tick.
+        bias-free rotation rate (deg/s) or None, ``samples_per_tick`` the sample rate times the tick,
+        ``tilt`` (n, 3) the orientation filter's gravity (the tilt whose rate of change is motion;
+        with a gyroscope it does not see desk vibration), None = ``g``.
 
         Only the windows ending at the new ticks are computed (from the carried history), so the
         cost per call does not grow with the history and any batch split gives the same result."""
         n = g.shape[0]
+        if tilt is None:
+            tilt = g
         if n <= SCALAR_MAX_TICKS:
             # One by one in float maths: the same features without some forty numpy calls per tick.
-            return self._update_scalar(g, dyn_g, amag_g, gyro_mag_dps, samples_per_tick)
+            return self._update_scalar(g, dyn_g, amag_g, gyro_mag_dps, samples_per_tick, tilt)
         s = self.settings
         seen = self._seen + np.arange(1, n + 1)  # ticks since the last reset, per new tick
         if self._arrays is None:
             self._arrays = (_history(self._gx, self._gy, self._gz), _history(self._sx, self._sy, self._sz),
                             np.array(self._dyn, dtype=float), np.array(self._mag, dtype=float),
-                            np.array(self._raw_moving, dtype=bool), np.array(self._periodic, dtype=bool))
-        g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist = self._arrays
+                            np.array(self._raw_moving, dtype=bool), np.array(self._periodic, dtype=bool),
+                            np.array(self._shaken, dtype=np.int8), _history(self._tx, self._ty, self._tz))
+        (g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist, shaken_hist,
+         tilt_hist) = self._arrays
+        tilt_all = np.concatenate((tilt_hist, tilt))
         g_all = np.concatenate((g_hist, g))
         dyn_all = np.concatenate((dyn_hist, dyn_g))
         mag_all = np.concatenate((mag_hist, amag_g))
-        # Tilt rate: angle between this tick's gravity and the one 0.5 s earlier, deg/s.
-        lag = max(1, round(0.5 / self.tick_s))
-        cur = g_all[-n:]
-        prev = np.concatenate((np.repeat(g_all[:1], lag, axis=0), g_all))[-n - lag:-lag]
-        turn = np.degrees(np.arccos(np.clip(np.sum(cur * prev, axis=1), -1, 1))) / (lag * self.tick_s)
-        raw = (_tail_mean(dyn_all, 3, n) > s.moving_g) | (turn > s.turning_dps)
-        if gyro_mag_dps is not None:
-            raw |= gyro_mag_dps > s.moving_dps
-        raw_all = np.concatenate((raw_hist, raw))
-        moving = _tail_max(raw_all, self.w_hold, n)
-
         # Walking: periodic magnitude over the last WALK_WINDOW_S, confirmed for WALK_CONFIRM_S.
         periodic = np.zeros(n, dtype=bool)
         full_walk = seen >= self.w_walk
@@ -173,6 +184,29 @@ class ActivityClassifier:
             periodic[n - m:] = best > WALK_MIN_CORR
         periodic_all = np.concatenate((periodic_hist, periodic))
         confirmed = ~_tail_max(~periodic_all, self.w_conf, n)
+
+        # Tilt rate: angle between the tilt averaged over TURN_SMOOTH_S now and 0.5 s earlier
+        # (the oldest tick right after a reset), deg/s.
+        lag = max(1, round(0.5 / self.tick_s))
+        w = self.w_turn
+        total = tilt_all.shape[0]
+        start = max(0, total - (n + lag + w - 1))
+        sm = _rolling_mean(tilt_all[start:], w)
+        pos = np.arange(total - n, total)
+        cur = sm[pos - start]
+        prev = sm[np.maximum(pos - lag, 0) - start]
+        cos_turn = np.sum(cur * prev, axis=1) / np.maximum(
+            np.linalg.norm(cur, axis=1) * np.linalg.norm(prev, axis=1), 1e-12)
+        turn = np.degrees(np.arccos(np.clip(cos_turn, -1, 1))) / (lag * self.tick_s)
+        # Shaken (body acceleration above moving_g) is not motion, but it is a sign of life.
+        dyn3 = _tail_mean(dyn_all, 3, n)
+        shaken = dyn3 > s.moving_g
+        level = shaken.astype(np.int8) + (dyn3 > STEADY_MAX_G)
+        raw = (turn > s.turning_dps) | (confirmed & shaken)
+        if gyro_mag_dps is not None:
+            raw |= gyro_mag_dps > s.moving_dps
+        raw_all = np.concatenate((raw_hist, raw))
+        moving = _tail_max(raw_all, self.w_hold, n)
         walking = confirmed & moving & (_tail_mean(dyn_all, self.w_walk, n) > s.moving_g)
 
         smooth = _tail_mean(g_all, self.w_smooth, n)
@@ -184,21 +218,25 @@ class ActivityClassifier:
         n_avg = max(1.0, samples_per_tick * self.w_smooth)
         noise_deg = np.degrees(_tail_mean(dyn_all, self.w_long, n) * np.sqrt(2.0 / 3.0 / n_avg))
         limit = np.maximum(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
-        any_motion = _tail_max(raw_all, self.w_long, n)
+        shaken_all = np.concatenate((shaken_hist, level))
+        any_motion = _tail_max(raw_all | (shaken_all > 0), self.w_long, n)
         lifeless = (seen >= self.w_long) & (wob_long < limit) & ~any_motion
         wob_short = wobble_deg(smooth_all[-(n + self.w_short - 1):], self.w_short)[-n:]
-        alive = (wob_short > 2 * limit) | moving
-        steady = (seen >= self.w_short) & ~_tail_max(raw_all, self.w_short, n)
+        alive = (wob_short > 2 * limit) | moving | shaken
+        # A calibration window must not be jolted either (walking has not been confirmed yet, or
+        # the body accelerates): desk vibration averages out, stronger shaking would not.
+        steady = (seen >= self.w_short) & ~_tail_max(raw_all | (shaken_all > 1), self.w_short, n)
         mean_g = _tail_mean(g_all, self.w_short, n)
 
         k = self.keep
         self._arrays = (g_all[-k:], smooth_all[-k:], dyn_all[-k:], mag_all[-k:], raw_all[-k:],
-                        periodic_all[-k:])
+                        periodic_all[-k:], shaken_all[-k:], tilt_all[-k:])
         self._seen += n
         return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
 
     def _update_scalar(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
-                       gyro_mag_dps: np.ndarray | None, samples_per_tick: float) -> ActivityFeatures:
+                       gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
+                       tilt: np.ndarray) -> ActivityFeatures:
         """:meth:`update` one tick at a time in float maths: the same windows and formulas
         (windows are shorter right after a reset, exactly as the array path's)."""
         if self._arrays is not None:
@@ -212,34 +250,42 @@ class ActivityClassifier:
         steady = np.zeros(n, dtype=bool)
         mean_g = np.empty((n, 3))
         rows = g.tolist()
+        tilts = tilt.tolist()
         dyns = dyn_g.tolist()
         mags = amag_g.tolist()
         gyros = None if gyro_mag_dps is None else gyro_mag_dps.tolist()
         noise_k = math.sqrt(2.0 / 3.0 / max(1.0, samples_per_tick * self.w_smooth))
         for i in range(n):
-            f = self._step(rows[i], dyns[i], mags[i], None if gyros is None else gyros[i], noise_k)
+            f = self._step(rows[i], dyns[i], mags[i], None if gyros is None else gyros[i], noise_k, tilts[i])
             moving[i], walking[i], lifeless[i], alive[i], steady[i], mean_g[i] = f
         return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
 
     def _refill_deques(self, arrays: tuple[np.ndarray, ...]) -> None:
         """Make the per-tick deques hold the history kept as arrays by the last big update."""
-        g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist = arrays
-        for dq, col in zip((self._gx, self._gy, self._gz, self._sx, self._sy, self._sz),
-                           (*g_hist.T, *smooth_hist.T), strict=True):
+        g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist, shaken_hist, tilt_hist = arrays
+        for dq, col in zip((self._gx, self._gy, self._gz, self._sx, self._sy, self._sz,
+                            self._tx, self._ty, self._tz),
+                           (*g_hist.T, *smooth_hist.T, *tilt_hist.T), strict=True):
             dq.clear()
             dq.extend(col.tolist())
         for dq, arr in ((self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
-                        (self._periodic, periodic_hist)):
+                        (self._periodic, periodic_hist), (self._shaken, shaken_hist)):
             dq.clear()
             dq.extend(arr.tolist())
 
     def _step(self, g: list[float], dyn: float, mag: float, gyro_mag: float | None,
-              noise_k: float) -> tuple[bool, bool, bool, bool, bool, tuple[float, float, float]]:
+              noise_k: float, tilt: list[float]
+              ) -> tuple[bool, bool, bool, bool, bool, tuple[float, float, float]]:
         """One new tick: unit gravity ``g`` (x, y, z), body motion ``dyn`` (g), magnitude ``mag`` (g),
-        rotation rate ``gyro_mag`` (deg/s) or None; ``noise_k`` = sqrt(2/3/samples averaged)."""
+        rotation rate ``gyro_mag`` (deg/s) or None; ``noise_k`` = sqrt(2/3/samples averaged);
+        ``tilt`` the orientation filter's gravity (x, y, z)."""
         s = self.settings
         gx, gy, gz, dq = self._gx, self._gy, self._gz, self._dyn
         gx.append(g[0])
+        tx, ty, tz = self._tx, self._ty, self._tz
+        tx.append(tilt[0])
+        ty.append(tilt[1])
+        tz.append(tilt[2])
         gy.append(g[1])
         gz.append(g[2])
         dq.append(dyn)
@@ -247,19 +293,6 @@ class ActivityClassifier:
         self._seen += 1
         seen = self._seen
         avail = len(dq)
-        # Tilt rate against the tick 0.5 s earlier (the oldest one right after a reset), deg/s.
-        lag = max(1, round(0.5 / self.tick_s))
-        j = avail - 1 - lag if avail > lag else 0
-        dot = g[0] * gx[j] + g[1] * gy[j] + g[2] * gz[j]
-        # numpy's arccos (not math.acos, which can differ in the last bit) as in the array path.
-        turn = math.degrees(float(np.arccos(max(-1.0, min(1.0, dot))))) / (lag * self.tick_s)
-        raw = (_mean(dq, 3) > s.moving_g) or (turn > s.turning_dps)
-        if gyro_mag is not None:
-            raw = raw or gyro_mag > s.moving_dps
-        rq = self._raw_moving
-        rq.append(raw)
-        moving = _any(rq, self.w_hold)
-
         periodic = False
         ww = self.w_walk
         if seen >= ww:
@@ -275,6 +308,28 @@ class ActivityClassifier:
         pq = self._periodic
         pq.append(periodic)
         confirmed = False not in _tail(pq, self.w_conf)
+
+        # Tilt rate: the tilt averaged over TURN_SMOOTH_S now against 0.5 s earlier (the oldest
+        # tick right after a reset), deg/s.
+        lag = max(1, round(0.5 / self.tick_s))
+        j = avail - 1 - lag if avail > lag else 0
+        w = self.w_turn
+        back = avail - 1 - j
+        cx, cy, cz = _window_mean(tx, 0, w), _window_mean(ty, 0, w), _window_mean(tz, 0, w)
+        px, py, pz = _window_mean(tx, back, w), _window_mean(ty, back, w), _window_mean(tz, back, w)
+        cos_turn = (cx * px + cy * py + cz * pz) / max(
+            math.sqrt(cx * cx + cy * cy + cz * cz) * math.sqrt(px * px + py * py + pz * pz), 1e-12)
+        # numpy's arccos (not math.acos, which can differ in the last bit) as in the array path.
+        turn = math.degrees(float(np.arccos(max(-1.0, min(1.0, cos_turn))))) / (lag * self.tick_s)
+        dyn3 = _mean(dq, 3)
+        shaken = dyn3 > s.moving_g
+        self._shaken.append(int(shaken) + (dyn3 > STEADY_MAX_G))
+        raw = (turn > s.turning_dps) or (confirmed and shaken)
+        if gyro_mag is not None:
+            raw = raw or gyro_mag > s.moving_dps
+        rq = self._raw_moving
+        rq.append(raw)
+        moving = _any(rq, self.w_hold)
         walking = confirmed and moving and _mean(dq, ww) > s.moving_g
 
         w = self.w_smooth
@@ -287,9 +342,11 @@ class ActivityClassifier:
         wob_long = _wobble(sx, sy, sz, self.w_long)
         noise_deg = math.degrees(_mean(dq, self.w_long) * noise_k)
         limit = max(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
-        lifeless = seen >= self.w_long and wob_long < limit and not _any(rq, self.w_long)
-        alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving
-        steady = seen >= self.w_short and not _any(rq, self.w_short)
+        lifeless = (seen >= self.w_long and wob_long < limit and not _any(rq, self.w_long)
+                    and _max(self._shaken, self.w_long) == 0)
+        alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving or shaken
+        steady = (seen >= self.w_short and not _any(rq, self.w_short)
+                  and _max(self._shaken, self.w_short) < 2)
         ws = self.w_short
         return moving, walking, lifeless, alive, steady, (_mean(gx, ws), _mean(gy, ws), _mean(gz, ws))
 
@@ -316,6 +373,18 @@ def _mean(d: deque[float], w: int) -> float:
     """Mean of the last ``w`` values of ``d`` (fewer right after a reset), summed in order as
     the array path's cumulative sums do."""
     return sum(_tail(d, w)) / min(w, len(d))
+
+
+def _window_mean(d: deque[float], back: int, w: int) -> float:
+    """Mean of the ``w`` values ending ``back`` places before the last one (fewer at the start of
+    the history), walking from the end: the history is long and the window near its end."""
+    m = min(w, len(d) - back)
+    return sum(islice(reversed(d), back, back + m)) / m
+
+
+def _max(d: deque[int], w: int) -> int:
+    """The largest of the last ``w`` values (0 for none)."""
+    return max(islice(reversed(d), w), default=0)
 
 
 def _any(d: deque[bool], w: int) -> bool:

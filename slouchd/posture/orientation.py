@@ -137,21 +137,33 @@ def angles(g: np.ndarray, cal: Calibration) -> tuple[np.ndarray, np.ndarray | No
     return flexion, lateral, tilt
 
 
-BIAS_STEADY_DPS = 0.8
-"""Gyro bias is learned only while the accelerometer's direction turns slower than this, deg/s."""
-BIAS_BASELINE_TICKS = 5
-"""...measured over this many ticks, so accelerometer noise does not look like turning."""
+GYRO_STILL_DPS = 2.0
+"""The gyroscope reads as still (what it reads is then bias) while every axis stays within this of
+the bias estimate, deg/s: above breathing and postural sway, below any deliberate move."""
+GYRO_STILL_S = 1.0
+"""...for at least this long, seconds (Fusion's gyroscope offset algorithm works the same way)."""
+BIAS_TAU_S = 10.0
+"""Time constant of the gyro bias estimate while still, seconds."""
+REJECT_DEG = 10.0
+"""With a gyroscope, an accelerometer direction this far from the gyro's prediction is not gravity
+(the body is accelerating) and is ignored, degrees (Fusion's acceleration rejection)."""
 
 
 class OrientationFilter:
     """Gravity direction in the sensor frame, one estimate per tick.
 
-    With a gyroscope it is a complementary filter: the estimate is rotated by the measured rate
-    (gyro bias learned while still) and pulled toward the accelerometer with time constant
-    ``tau_s``, except when the accelerometer is rejected (its magnitude is off 1 g or the body is
-    accelerating), as in Fusion's acceleration rejection; a recovery timeout stops the filter from
-    trusting a drifting gyro forever. Without a gyroscope the estimate follows the low-passed
-    accelerometer and holds during rejected (accelerating) ticks, with the same recovery.
+    With a gyroscope it is a complementary filter: the estimate is turned exactly by the rotation
+    the gyro measured over the tick (Rodrigues' formula on the integrated angle, bias removed)
+    and pulled toward the low-passed accelerometer with time constant ``tau_gyro_s``, except when
+    the accelerometer is rejected: its magnitude is off 1 g by ``reject_g`` or its direction is
+    more than :data:`REJECT_DEG` from the prediction (the body is accelerating), as in Fusion's
+    acceleration rejection. A recovery timeout stops the filter from trusting a drifting gyro
+    forever. The gyro bias is learned while the gyro itself reads still (desk vibration shakes
+    the accelerometer, not the gyro).
+
+    Without a gyroscope the estimate follows the low-passed accelerometer with time constant
+    ``tau_acc_s``, also during motion (a stale value would be worse than a lagging one; the
+    alert logic is gated by ``moving`` anyway).
     """
 
     def __init__(self, tick_s: float, tau_gyro_s: float = 1.0, tau_acc_s: float = 0.4,
@@ -161,37 +173,40 @@ class OrientationFilter:
         self.k_acc = tick_s / tau_acc_s
         self.reject_g = reject_g
         self.recovery_ticks = round(recovery_s / tick_s)
-        self._cos_steady = math.cos(math.radians(BIAS_STEADY_DPS * tick_s * BIAS_BASELINE_TICKS))
+        self._cos_reject = math.cos(math.radians(REJECT_DEG))
+        self._still_limit = math.radians(GYRO_STILL_DPS) * tick_s  # radians per tick
+        self._still_ticks = round(GYRO_STILL_S / tick_s)
+        self._beta = tick_s / BIAS_TAU_S
         self.g: list[float] | None = None
         self.bias = [0.0, 0.0, 0.0]
         self._rejected = 0
-        self._prev_a: np.ndarray | None = None
+        self._still = 0
 
     def reset(self) -> None:
         """Forget the estimate (after a gap): the next tick starts from the accelerometer."""
         self.g = None
         self._rejected = 0
-        self._prev_a = None
+        self._still = 0
 
     def run(self, grav_g: np.ndarray, dyn_g: np.ndarray, gyro_dps: np.ndarray | None,
             moving_g: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Estimates for consecutive ticks. ``grav_g`` (n, 3) low-passed acceleration in g, ``dyn_g``
-        (n,) body-motion RMS in g, ``gyro_dps`` (n, 3) mean rate or None. Returns unit gravity
-        vectors (n, 3) and the bias-free rotation rate magnitude per tick (deg/s) or None."""
+        (n,) body-motion RMS in g (unused: kept for the callers), ``gyro_dps`` (n, 3) mean rate or
+        None, ``moving_g`` (unused). Returns unit gravity vectors (n, 3) and the bias-free
+        rotation rate magnitude per tick (deg/s) or None."""
         n = grav_g.shape[0]
         out = np.empty((n, 3))
         rate_mag = None if gyro_dps is None else np.empty(n)
         to_dps = math.degrees(1.0) / self.tick_s
         if n <= SCALAR_MAX_TICKS:
-            a_unit, accept, steady = self._prepare_scalar(grav_g, dyn_g, moving_g)
+            a_unit, mag_ok = self._prepare_scalar(grav_g)
         else:
-            a_unit, accept, steady = self._prepare(grav_g, dyn_g, moving_g)
-        dyn = dyn_g.tolist()
+            a_unit, mag_ok = self._prepare(grav_g)
         rates = None if gyro_dps is None else (np.radians(gyro_dps) * self.tick_s).tolist()
         g = self.g
         bias = self.bias
         k_gyro, k_acc = self.k_gyro, self.k_acc
-        beta = 0.02  # gyro bias learning per still tick (time constant 5 s)
+        still_limit, beta = self._still_limit, self._beta
         for i in range(n):
             a = a_unit[i]
             if g is None:
@@ -201,27 +216,41 @@ class OrientationFilter:
                     rate_mag[i] = 0.0
                 continue
             if rates is not None:
-                wx, wy, wz = rates[i]
-                if accept[i] and dyn[i] < 0.5 * moving_g and steady[i]:
-                    # Still: what the gyro reads is bias (radians per tick here).
+                wx, wy, wz = rates[i]  # radians turned during this tick
+                if (abs(wx - bias[0]) < still_limit and abs(wy - bias[1]) < still_limit
+                        and abs(wz - bias[2]) < still_limit):
+                    self._still += 1
+                else:
+                    self._still = 0
+                if self._still >= self._still_ticks and mag_ok[i]:
+                    # Still: what the gyro reads is bias.
                     bias[0] += beta * (wx - bias[0])
                     bias[1] += beta * (wy - bias[1])
                     bias[2] += beta * (wz - bias[2])
                 wx -= bias[0]
                 wy -= bias[1]
                 wz -= bias[2]
-                rate_mag[i] = math.sqrt(wx * wx + wy * wy + wz * wz) * to_dps  # type: ignore[index]
+                angle = math.sqrt(wx * wx + wy * wy + wz * wz)
+                rate_mag[i] = angle * to_dps  # type: ignore[index]
                 gx, gy, gz = g
-                # A world-fixed vector seen from a sensor turning at w moves as dg/dt = g x w.
-                g = [gx + gy * wz - gz * wy, gy + gz * wx - gx * wz, gz + gx * wy - gy * wx]
+                if angle > 1e-12:
+                    # A world-fixed vector seen from a sensor that turned by w: rotated by -w
+                    # (Rodrigues), exact for any angle turned about a fixed axis during the tick.
+                    kx, ky, kz = wx / angle, wy / angle, wz / angle
+                    c, s_ = math.cos(angle), math.sin(angle)
+                    kd = (kx * gx + ky * gy + kz * gz) * (1.0 - c)
+                    g = [gx * c + (gy * kz - gz * ky) * s_ + kx * kd,
+                         gy * c + (gz * kx - gx * kz) * s_ + ky * kd,
+                         gz * c + (gx * ky - gy * kx) * s_ + kz * kd]
+                accept = mag_ok[i] and (a[0] * g[0] + a[1] * g[1] + a[2] * g[2]) > self._cos_reject
                 k = k_gyro
+                if accept:
+                    self._rejected = 0
+                else:
+                    self._rejected += 1
+                    k = 0.0 if self._rejected < self.recovery_ticks else k
             else:
                 k = k_acc
-            if accept[i]:
-                self._rejected = 0
-            else:
-                self._rejected += 1
-                k = 0.0 if self._rejected < self.recovery_ticks else k
             gx = g[0] + k * (a[0] - g[0])
             gy = g[1] + k * (a[1] - g[1])
             gz = g[2] + k * (a[2] - g[2])
@@ -231,46 +260,21 @@ class OrientationFilter:
         self.g = g
         return out, rate_mag
 
-    def _prepare(self, grav_g: np.ndarray, dyn_g: np.ndarray,
-                 moving_g: float) -> tuple[list[list[float]], list[bool], list[bool]]:
-        """Per tick: the accelerometer's unit direction, whether it is trusted, and whether it is
-        steady enough to learn gyro bias from (whole arrays)."""
-        n = grav_g.shape[0]
+    def _prepare(self, grav_g: np.ndarray) -> tuple[list[list[float]], list[bool]]:
+        """Per tick: the accelerometer's unit direction and whether its magnitude is near 1 g."""
         mag = np.linalg.norm(grav_g, axis=1)
         a_unit = (grav_g / np.maximum(mag, 1e-9)[:, None]).tolist()
-        accept = ((np.abs(mag - 1.0) < self.reject_g) & (dyn_g < 2 * moving_g)).tolist()
-        # The accelerometer's direction barely changes between ticks: a slow bend (a slouch
-        # creeping in) must not be learned as gyro bias.
-        lag = BIAS_BASELINE_TICKS
-        hist = np.repeat(grav_g[:1], lag, axis=0) if self._prev_a is None else self._prev_a
-        both = np.concatenate((hist, grav_g))
-        prev = both[:n]
-        cos_step = np.sum(grav_g * prev, axis=1) / np.maximum(mag * np.linalg.norm(prev, axis=1), 1e-9)
-        steady = (cos_step > self._cos_steady).tolist()
-        if n:
-            self._prev_a = both[-lag:].copy()
-        return a_unit, accept, steady
+        return a_unit, (np.abs(mag - 1.0) < self.reject_g).tolist()
 
-    def _prepare_scalar(self, grav_g: np.ndarray, dyn_g: np.ndarray,
-                        moving_g: float) -> tuple[list[list[float]], list[bool], list[bool]]:
+    def _prepare_scalar(self, grav_g: np.ndarray) -> tuple[list[list[float]], list[bool]]:
         """:meth:`_prepare` for a few ticks in float maths (the same operations, in the same order)."""
-        rows = grav_g.tolist()
-        dyn = dyn_g.tolist()
-        lag = BIAS_BASELINE_TICKS
-        hist = [rows[0]] * lag if self._prev_a is None else self._prev_a.tolist()
-        both = hist + rows
-        a_unit, accept, steady = [], [], []
-        for i, (x, y, z) in enumerate(rows):
+        a_unit, mag_ok = [], []
+        for x, y, z in grav_g.tolist():
             mag = math.sqrt(x * x + y * y + z * z)
             m = max(mag, 1e-9)
             a_unit.append([x / m, y / m, z / m])
-            accept.append(abs(mag - 1.0) < self.reject_g and dyn[i] < 2 * moving_g)
-            px, py, pz = both[i]
-            cos_step = (x * px + y * py + z * pz) / max(mag * math.sqrt(px * px + py * py + pz * pz), 1e-9)
-            steady.append(cos_step > self._cos_steady)
-        if rows:
-            self._prev_a = np.array(both[-lag:])
-        return a_unit, accept, steady
+            mag_ok.append(abs(mag - 1.0) < self.reject_g)
+        return a_unit, mag_ok
 
 
 class AxisLearner:

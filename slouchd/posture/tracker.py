@@ -394,7 +394,7 @@ class PostureTracker:
             g_acc = unit(ticks.grav_g)
             amag = np.linalg.norm(ticks.acc_g, axis=1)
         spt = (self._lp.rate_hz or 50.0) * TICK_S
-        feats = self._activity.update(g_acc, ticks.dyn_g, amag, gyro_mag, spt)
+        feats = self._activity.update(g_acc, ticks.dyn_g, amag, gyro_mag, spt, g)
         moving = feats.moving.tolist()
         walking = feats.walking.tolist()
         lifeless = feats.lifeless.tolist()

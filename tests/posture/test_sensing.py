@@ -132,10 +132,18 @@ def test_flexion_and_lateral_are_right_for_any_mount(mount: str, gyro: bool) -> 
         assert frame.lateral_deg == pytest.approx(lat, abs=1.0)
 
 
-def test_walking_is_reported_as_walking_and_fidgeting_as_moving() -> None:
-    run = tracker().feed(wear([*UPRIGHT_FIRST, Step(60, 3, what="walk"), Step(30, 0, what="fidget")]))
-    assert run.frame_at(60).posture.value == "walking"
-    assert run.frame_at(100).posture.value == "moving"
+def test_walking_is_walking_a_bend_is_moving_and_shaking_without_a_bend_is_not() -> None:
+    """Shaking (0.12 g per axis of random body acceleration, no change of the trunk angle) is what
+    typing and mouse work do to a trunk sensor: it must not read as motion, or slouches while
+    typing would never alert. Changing the trunk angle quickly (a reach) is motion."""
+    script = [*UPRIGHT_FIRST, Step(60, 3, what="walk"), Step(30, 0, what="fidget"), Step(20, 0),
+              Step(2, 40, what="fidget"), Step(20, 0)]
+    for gyro in (True, False):
+        run = tracker().feed(wear(script, gyro=gyro))
+        assert run.frame_at(60).posture.value == "walking"
+        shaking = [f.posture.value for f in run.frames if 95 <= f.t_s <= 110]
+        assert set(shaking) == {"upright"}, shaking
+        assert run.frame_at(132).posture.value == "moving"
 
 
 def test_frames_come_every_frame_interval_of_sample_time() -> None:

@@ -22,7 +22,7 @@ first_alert_bound_s = FIRST_CLEAR_SLOUCH_BY_S + 30.0
 
 KINDS = (
     "upright", "slouch", "reach", "type_arms", "stand_up", "standing", "walk", "sit_down",
-    "lean_back", "lean_side", "take_off", "off_desk", "put_on", "gap",
+    "lean_back", "lean_side", "take_off", "off_desk", "put_on", "fast_move", "gap",
 )
 """Episode kinds. ``gap`` only appears in :attr:`SimulatedWearer.radio_gaps`."""
 
@@ -83,8 +83,10 @@ class DayScript:
     """
 
     def __init__(self, seed: int, day_s: float, inclination_deg: float | None,
-                 twist_deg: float | None, mount: Mount, restick_deg: float = 4.0) -> None:
+                 twist_deg: float | None, mount: Mount, restick_deg: float = 4.0,
+                 fast_moves: bool = False) -> None:
         self.rng = np.random.default_rng([seed, 0x5EED])
+        self.fast_moves = fast_moves
         self.day_s = day_s
         self.mount = mount
         self.restick_deg = restick_deg
@@ -179,6 +181,28 @@ class DayScript:
         flex = self._u(2, 6)
         self._pose(self.t + ramp, flex=flex, lat=0.0, typing=1.0)
         self._episode("type_arms", dur, flex, 0.0, ramp)
+        self._hold(0.0)
+
+    def fast_move(self) -> None:
+        """A quick bend, lean and twist about a random axis (turning to someone, grabbing a file):
+        out in 0.25-0.6 s at a peak rate of 150-400 deg/s, held 0.3-2 s, and back as fast."""
+        k = self.knots
+        base = {"flex": k["flex"].last, "lat": k["lat"].last, "yaw": k["yaw"].last}
+        go, back = self._u(0.25, 0.6), self._u(0.25, 0.6)
+        # Smootherstep's peak slope is 1.875 / duration: the angle that gives the peak rate.
+        angle = self._u(150, 400) * go / 1.875
+        d = self.rng.normal(size=3)
+        d *= angle / float(np.linalg.norm(d))
+        flex = float(np.clip(base["flex"] + d[0], -25.0, 50.0))
+        lat = float(np.clip(base["lat"] + d[1], -30.0, 30.0))
+        yaw = base["yaw"] + float(d[2])
+        back = max(back, 1.875 * angle / 400.0)  # no faster back than out
+        hold = self._u(0.3, 2.0)
+        self._pose(self.t + go, flex=flex, lat=lat, yaw=yaw, typing=0.0)
+        for name, value in base.items():
+            k[name].hold_to(self.t + go + hold)
+            k[name].add(self.t + go + hold + back, value)
+        self._episode("fast_move", go + hold + back, flex, lat, go)
         self._hold(0.0)
 
     def lean_back(self, dur: float) -> None:
@@ -313,6 +337,9 @@ class DayScript:
             self.upright(min(left, self._u(20, 300)))
             if self.t >= until - 30:
                 break
+            if self.fast_moves and self.rng.random() < 0.35:
+                self.fast_move()
+                continue
             r = self.rng.random()
             left = until - self.t
             if r < 0.25:

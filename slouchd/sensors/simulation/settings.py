@@ -42,6 +42,12 @@ class SimSettings:
         start_s: ``t_s`` of the first sample (e.g. the Unix time of 09:00 local for the demo).
         day_s: length of one scripted day, seconds.
         loop: keep going forever, day after day (day k uses seed ``seed + k``), for soak tests.
+        desk_vibration: shake the sensor while seated as typing and mouse work do (a model fitted
+            to a real chest-worn recording, see :mod:`~slouchd.sensors.simulation.vibration`):
+            0.8-20 Hz specific force, vector RMS per 2 s median 0.013 g, p90 0.08 g, bursts to
+            0.4 g. Off by default so the default days stay as they were.
+        fast_moves: add fast trunk moves to seated stretches (``fast_move`` episodes: a bend,
+            lean and twist about a random axis at 150-400 deg/s and back). Changes the script.
     """
 
     seed: int = 1
@@ -68,6 +74,8 @@ class SimSettings:
     start_s: float = 0.0
     day_s: float = 8 * 3600.0
     loop: bool = False
+    desk_vibration: bool = False
+    fast_moves: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -12,12 +12,13 @@ from slouchd.model import SampleBatch
 from slouchd.sensors.simulation.motion import DayMotion
 from slouchd.sensors.simulation.script import CLEAR_SLOUCH_MIN_DEG, CLEAR_SLOUCH_MIN_HOLD_S, Episode
 from slouchd.sensors.simulation.settings import SimSettings
+from slouchd.sensors.simulation.vibration import WINDOW_S, envelope, shaped_noise
 
 _BLOCK_S = 60.0
 """Samples are made in blocks of about this many seconds (whole packets), each with its own
 seeded noise, so memory stays small and any way of reading gives the same values."""
 
-_TAGS = {"noise": 1, "radio": 2, "bias": 3, "gaps": 4}
+_TAGS = {"noise": 1, "radio": 2, "bias": 3, "gaps": 4, "vib_env": 5, "vib_noise": 6}
 """Separate random streams per purpose, so e.g. changing the drop rate leaves the noise alone."""
 
 
@@ -51,6 +52,8 @@ class SimulatedWearer:
         self.block_samples = spp * max(1, round(_BLOCK_S * self.rate_hz / spp))
         self._days: dict[int, DayMotion] = {}
         self._gaps: dict[int, list[Episode]] = {}
+        self._vib_env: dict[int, np.ndarray] = {}
+        self._vib_seg: dict[tuple[int, int], np.ndarray] = {}
         rng = np.random.default_rng([settings.seed, _TAGS["bias"]])
         self.acc_bias_g = settings.acc_bias_g * rng.uniform(-1, 1, 3)
         self.gyro_bias_dps = settings.gyro_bias_dps * rng.uniform(-1, 1, 3)
@@ -66,7 +69,7 @@ class SimulatedWearer:
             if len(self._days) >= 2:
                 self._days.pop(max(self._days, key=lambda d: abs(d - k)))  # the farthest
             self._days[k] = DayMotion(s.seed + k, self.day_length_s, s.inclination_deg,
-                                      s.twist_deg, s.mount, s.restick_deg)
+                                      s.twist_deg, s.mount, s.restick_deg, s.fast_moves)
         return self._days[k]
 
     @property
@@ -144,6 +147,42 @@ class SimulatedWearer:
         acc, gyro = self.day(day).imu(t, gyro=self.settings.gyro)
         return t, acc, gyro
 
+    def desk_vibration(self, day: int, first: int, n: int) -> np.ndarray:
+        """The desk-work vibration (specific force, g, (n, 3)) of samples ``first..first+n`` of day
+        ``day``, zero where the wearer is not seated with the sensor on.
+
+        The noise is overlap-added from segments of two blocks under a sine window (so it is
+        seamless across blocks and the same whichever way the day is read); its RMS follows an
+        envelope drawn per 2 s window for the whole day."""
+        nb = self.block_samples
+        b, off = divmod(first, nb)
+        i = off + np.arange(n)
+        phase = np.pi * (i + 0.5) / (2 * nb)
+        noise = (self._vib_segment(day, b)[i] * np.sin(phase)[:, None]
+                 + self._vib_segment(day, b - 1)[nb + i] * np.cos(phase)[:, None])
+        if day not in self._vib_env:
+            if len(self._vib_env) >= 2:
+                self._vib_env.pop(max(self._vib_env, key=lambda d: abs(d - day)))
+            rng = np.random.default_rng([self.settings.seed, _TAGS["vib_env"], day])
+            self._vib_env[day] = envelope(rng, math.ceil(self.day_length_s / WINDOW_S) + 1)
+        env = self._vib_env[day]
+        t = (first + np.arange(n)) / self.rate_hz
+        rms = np.interp(t, (np.arange(env.size) + 0.5) * WINDOW_S, env)
+        dm = self.day(day)
+        seated = (dm.channel("worn", t) * (1.0 - dm.channel("desk", t)) * (1.0 - dm.channel("stand", t))
+                  * (1.0 - dm.channel("gait", t)))
+        return noise * (rms * np.clip(seated, 0.0, 1.0))[:, None]
+
+    def _vib_segment(self, day: int, j: int) -> np.ndarray:
+        """Vibration noise segment ``j`` of day ``day`` (two blocks long, starting at block ``j``)."""
+        key = (day, j)
+        if key not in self._vib_seg:
+            if len(self._vib_seg) >= 4:
+                self._vib_seg.pop(next(iter(self._vib_seg)))
+            rng = np.random.default_rng([self.settings.seed, _TAGS["vib_noise"], day, j + 1])
+            self._vib_seg[key] = shaped_noise(rng, 2 * self.block_samples, self.rate_hz)
+        return self._vib_seg[key]
+
     def _blocks(self, *, jitter: bool = True, duplicates: bool = True, start_s: float = 0.0,
                 end_s: float = math.inf) -> Iterator[_Block]:
         """Delivered samples block by block; only packets whose first sample's true time is in
@@ -163,6 +202,8 @@ class SimulatedWearer:
                 if block_start + n / self.rate_hz <= start_s:
                     continue
                 t, acc, gyro = self._clean(day, first, n)
+                if s.desk_vibration:
+                    acc = acc + self.desk_vibration(day, first, n)
                 noise = np.random.default_rng([s.seed, _TAGS["noise"], day, b])
                 acc = acc + self.acc_bias_g + noise.normal(0.0, s.acc_noise_g, acc.shape)
                 if gyro is not None:
