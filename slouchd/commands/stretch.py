@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from slouchd.cli import CliError
-from slouchd.commands.replay import make_tracker, run_tracker
+from slouchd.commands.replay import _seconds, make_tracker, run_tracker
 from slouchd.config import load_config
 from slouchd.model import Activity, Mount, PostureFrame
 from slouchd.posture import stretch as sj
@@ -52,16 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the catalogue's sessions and stretches")
     p.add_argument("--check", metavar="FILE", help="validate a stretch catalogue file and exit")
     p.set_defaults(func=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return v
 
 
 def _dump(d: dict[str, Any]) -> str:

@@ -6,7 +6,8 @@ session as a replay CSV (for ``slouchd stretch --recording out.csv --mount=+y,-z
 
 The person follows the session as a person would: reacts to the judge's events (step start,
 "again", "done") after a human delay, eases into the pose over a few seconds, holds it breathing and
-swaying a little (sometimes shifting a degree or two), and lets go when told. Behaviours:
+swaying a little (sometimes shifting a degree or two, or going 2-4 degrees deeper or shallower and
+back once, always inside the pose's range), and lets go when told. Behaviours:
 
 - ``good``: every stretch done as asked;
 - ``bounce``: as ``good``, but some holds contain a bout of bouncing: the angle pulsing deeper by
@@ -204,11 +205,20 @@ class StretchingWearer:
         self._move(t, ramp, f, la)
         # Shifting a little during the hold (not bouncing): a degree or two, slowly.
         hold_start = t + ramp
-        if st.direction != "squeeze" and rng.random() < 0.3:
+        if st.direction != "squeeze" and rng.random() < 0.4:
+            # Half of them settle a little deeper or shallower; half go 2-4 deg deeper and come
+            # back (the one-off wobble a bounce detector must not take for bouncing).
             shift_at = hold_start + rng.uniform(2.0, 6.0)
-            d = rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0])
-            f2, la2 = (f + d, la) if st.direction in ("extension", "flexion") else (f, la + d)
-            self._move(shift_at, rng.uniform(1.0, 1.5), f2, la2)
+            back = rng.random() < 0.5
+            d = (rng.uniform(2.0, 4.0) if back else rng.uniform(1.0, 3.0)) * rng.choice([-1.0, 1.0])
+            # Stays inside the pose's range (with room for breathing): the truth is the range.
+            d = float(np.clip(target + d, st.min_deg + 1.5, st.max_deg - 1.5)) - target
+            sign = -1.0 if st.direction in ("extension", "side_left") else 1.0
+            f2, la2 = (f + sign * d, la) if st.direction in ("extension", "flexion") else (f, la + sign * d)
+            dur = rng.uniform(1.0, 1.5)
+            self._move(shift_at, dur, f2, la2)
+            if back:
+                self._move(shift_at + dur, rng.uniform(1.0, 1.5), f, la)
         if self._bouncy[self._rep_counter] and st.direction != "squeeze":
             freq = rng.uniform(*self.bounce_hz)
             start = hold_start + rng.uniform(2.0, 5.0)
