@@ -281,6 +281,8 @@ class StretchJudge:
         dt = min(max(t_s - self.t_s, 0.0), MAX_DT_S) if t_s > self.t_s else 0.0
         self.t_s = t_s
         usable = worn and flexion_deg is not None and math.isfinite(flexion_deg)
+        if lateral_deg is not None and not math.isfinite(lateral_deg):
+            lateral_deg = None
         angle = direction_angle(self.stretch, flexion_deg, lateral_deg) if usable else None  # type: ignore[arg-type]
         if angle is None:
             self._no_data(t_s, usable, out)
