@@ -16,8 +16,9 @@ Per repetition of each stretch:
 - **bounce detection**: over the last ``bounce_window_s`` the angle's turns of direction are
   counted, each only after a swing of at least ``bounce_swing_deg`` one way and then back
   (a zig-zag with that hysteresis). ``bounce_reversals`` turns in the window is bouncing: at the
-  defaults (3 turns of 3 degrees in 2.5 s) an oscillation of 0.6 Hz and up, while a slow ramp into
-  or out of the pose has no turn and breathing's swing is too small. It pauses the timer, takes
+  defaults (2 turns of 3 degrees in 2.5 s, one full swing there and back and there again) an
+  oscillation of about 0.5 Hz and up, while a slow ramp into or out of the pose has no turn, a
+  single adjustment there and back one, and breathing's swing is too small. It pauses the timer, takes
   back the hold counted since the bouncing began, and emits the ``no_bouncing`` cue.
 - **rest** for ``rest_s``, then the next repetition or stretch; after the last one the session is
   complete.
@@ -93,7 +94,7 @@ class StretchSettings:
     bounce_swing_deg: float = setting(
         3.0, min=1, max=30, doc="swings this large (peak to peak), repeated, are bouncing, degrees")
     bounce_reversals: int = setting(
-        3, min=1, max=20,
+        2, min=1, max=20,
         doc="turns of direction, each after a swing of bounce_swing_deg, within the window that "
             "make a bounce")
     credit_max_s: float = setting(
@@ -280,6 +281,8 @@ class StretchJudge:
         dt = min(max(t_s - self.t_s, 0.0), MAX_DT_S) if t_s > self.t_s else 0.0
         self.t_s = t_s
         usable = worn and flexion_deg is not None and math.isfinite(flexion_deg)
+        if lateral_deg is not None and not math.isfinite(lateral_deg):
+            lateral_deg = None
         angle = direction_angle(self.stretch, flexion_deg, lateral_deg) if usable else None  # type: ignore[arg-type]
         if angle is None:
             self._no_data(t_s, usable, out)

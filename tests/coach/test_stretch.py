@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slouchd.posture import stretch as sj
 from slouchd.posture.stretch_catalog import SAFETY_TEXT, Stretch
@@ -233,3 +236,25 @@ def test_a_simulated_person_through_the_tracker_is_judged_right(behaviour: str, 
     for b in run.wearer.bounces:
         assert any(b.start_s <= c.t_s <= b.start_s + 2.0 for c in cues), b
     assert len(cues) == len(run.wearer.bounces)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(
+    st.floats(-0.5, 2.0),  # time step, seconds (backwards and gaps too)
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    st.one_of(st.none(), st.floats(-90, 90), st.just(math.nan)),
+    st.booleans(), st.booleans()), max_size=300))
+def test_any_input_keeps_the_judge_sane(
+        ticks: list[tuple[float, float | None, float | None, bool, bool]]) -> None:
+    judge = sj.StretchJudge([EXT, SQUEEZE, SIDE_L])
+    events = judge.start()
+    t = 0.0
+    for dt, f, la, still, worn in ticks:
+        t += dt
+        events += judge.update(t, f, la, still, worn)
+        assert 0.0 <= judge.held_s <= max(EXT.hold_s, SQUEEZE.hold_s, SIDE_L.hold_s) + 1.0
+    json.dumps([e.to_dict() for e in events], allow_nan=False)
+    json.dumps(judge.state(), allow_nan=False)
+    json.dumps(judge.result(), allow_nan=False)
+    assert all(e.kind in sj.EVENT_NAMES for e in events)
+    assert sum(e.kind in (sj.STRETCH_COMPLETE, sj.STRETCH_ABANDONED) for e in events) <= 1

@@ -1,9 +1,13 @@
 """A simulated wearer doing guided stretches, with ground truth, for the stretch judge's tests and
 ``bench/coach.py``.
 
+``python -m slouchd.sensors.simulation.stretches --behaviour bounce --seed 3 out.csv`` writes one
+session as a replay CSV (for ``slouchd stretch --recording out.csv --mount=+y,-z --start-at 8``).
+
 The person follows the session as a person would: reacts to the judge's events (step start,
 "again", "done") after a human delay, eases into the pose over a few seconds, holds it breathing and
-swaying a little (sometimes shifting a degree or two), and lets go when told. Behaviours:
+swaying a little (sometimes shifting a degree or two, or going 2-4 degrees deeper or shallower and
+back once, always inside the pose's range), and lets go when told. Behaviours:
 
 - ``good``: every stretch done as asked;
 - ``bounce``: as ``good``, but some holds contain a bout of bouncing: the angle pulsing deeper by
@@ -201,11 +205,20 @@ class StretchingWearer:
         self._move(t, ramp, f, la)
         # Shifting a little during the hold (not bouncing): a degree or two, slowly.
         hold_start = t + ramp
-        if st.direction != "squeeze" and rng.random() < 0.3:
+        if st.direction != "squeeze" and rng.random() < 0.4:
+            # Half of them settle a little deeper or shallower; half go 2-4 deg deeper and come
+            # back (the one-off wobble a bounce detector must not take for bouncing).
             shift_at = hold_start + rng.uniform(2.0, 6.0)
-            d = rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0])
-            f2, la2 = (f + d, la) if st.direction in ("extension", "flexion") else (f, la + d)
-            self._move(shift_at, rng.uniform(1.0, 1.5), f2, la2)
+            back = rng.random() < 0.5
+            d = (rng.uniform(2.0, 4.0) if back else rng.uniform(1.0, 3.0)) * rng.choice([-1.0, 1.0])
+            # Stays inside the pose's range (with room for breathing): the truth is the range.
+            d = float(np.clip(target + d, st.min_deg + 1.5, st.max_deg - 1.5)) - target
+            sign = -1.0 if st.direction in ("extension", "side_left") else 1.0
+            f2, la2 = (f + sign * d, la) if st.direction in ("extension", "flexion") else (f, la + sign * d)
+            dur = rng.uniform(1.0, 1.5)
+            self._move(shift_at, dur, f2, la2)
+            if back:
+                self._move(shift_at + dur, rng.uniform(1.0, 1.5), f, la)
         if self._bouncy[self._rep_counter] and st.direction != "squeeze":
             freq = rng.uniform(*self.bounce_hz)
             start = hold_start + rng.uniform(2.0, 5.0)
@@ -319,13 +332,15 @@ class SessionRun:
     judge: sj.StretchJudge | None
     events: list[sj.StretchEvent]
     rep_windows: list[dict[str, Any]]
+    batches: list[SampleBatch] = field(default_factory=list)
+    """The samples fed to the tracker (only with ``keep_samples``)."""
 
 
 def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
                        settings: sj.StretchSettings | None = None, gyro: bool = True,
                        rate_hz: float = 50.0, bounce_swing_deg: float = 5.0,
                        bounce_hz: tuple[float, float] = (1.0, 2.0), chunk_s: float = 0.25,
-                       max_s: float = 1200.0) -> SessionRun:
+                       max_s: float = 1200.0, keep_samples: bool = False) -> SessionRun:
     """Simulate a person doing ``steps`` through the real posture tracker and the stretch judge.
 
     The tracker runs with the mount declared and 0.1 s frames; its frames feed the judge
@@ -342,9 +357,13 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
     events: list[sj.StretchEvent] = []
     windows: list[dict[str, Any]] = []
     open_rep: dict[str, Any] | None = None
+    kept: list[SampleBatch] = []
     t = 0.0
     while t < max_s and not (judge is not None and judge.done):
-        out = tracker.process(wearer.samples(t, t + chunk_s))
+        batch = wearer.samples(t, t + chunk_s)
+        if keep_samples:
+            kept.append(batch)
+        out = tracker.process(batch)
         t += chunk_s
         for f in out.frames:
             if judge is None:
@@ -366,4 +385,40 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
             wearer.react(new)
             if judge.done:
                 break
-    return SessionRun(wearer, judge, events, windows)
+    if keep_samples:  # a few seconds after the end, as a recording would go on
+        kept.append(wearer.samples(t, t + 3.0))
+    return SessionRun(wearer, judge, events, windows, kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write one simulated session as a replay CSV (the judge's verdict goes to stderr)."""
+    import argparse
+    import json
+    import sys
+
+    from slouchd.sensors.recording import RecordingWriter
+    from slouchd.stretches import load_catalog
+
+    p = argparse.ArgumentParser(prog="python -m slouchd.sensors.simulation.stretches",
+                                description=main.__doc__)
+    p.add_argument("out", help="CSV file to write")
+    p.add_argument("--behaviour", choices=BEHAVIOURS, default="good")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--session", default=None, help="session of the built-in catalogue")
+    p.add_argument("--no-gyro", action="store_true")
+    a = p.parse_args(argv)
+    cat = load_catalog()
+    session = cat.session(a.session)
+    run = run_guided_session(cat.steps_of(session), a.behaviour, a.seed, gyro=not a.no_gyro,
+                             keep_samples=True)
+    with RecordingWriter(a.out, gyro=not a.no_gyro) as w:
+        for b in run.batches:
+            w.write(b)
+    assert run.judge is not None
+    sys.stderr.write(json.dumps({"session": session.name, "start_at": CALM_S, "mount": str(run.wearer.mount),
+                                 "result": run.judge.result()}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
