@@ -269,16 +269,17 @@ class StretchJudge:
         events this tick produced.
 
         Args:
-            t_s: sample-clock time of the tick's end, seconds.
+            t_s: sample-clock time of the tick's end, seconds; a time before the last tick's is
+                ignored.
             flexion_deg: calibrated flexion, + forward, degrees; None when unknown.
             lateral_deg: calibrated lateral lean, + toward the right, degrees; None when unknown.
             still: the body is still (the tracker's activity is ``still``).
             worn: the sensor is judged to be on a back.
         """
         out = self.start()
-        if self.done:
-            return out
-        dt = min(max(t_s - self.t_s, 0.0), MAX_DT_S) if t_s > self.t_s else 0.0
+        if self.done or not t_s >= self.t_s:
+            return out  # a tick from before the last one (or NaN time) is ignored
+        dt = min(t_s - self.t_s, MAX_DT_S)
         self.t_s = t_s
         usable = worn and flexion_deg is not None and math.isfinite(flexion_deg)
         if lateral_deg is not None and not math.isfinite(lateral_deg):
