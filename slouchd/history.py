@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from slouchd.posture.coach import BreakTally
 from slouchd.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,29 @@ class DayRecord:
     stretch_bounce_cues: int = 0
     goal_met: bool | None = None
     streak: int = 0
+
+    @classmethod
+    def from_day(cls, totals: dict[str, Any], tally: BreakTally, goal: dict[str, Any] | None,
+                 streak: int, stretch: DayRecord | None = None) -> DayRecord:
+        """The record of a day from the engine's pieces.
+
+        Args:
+            totals: ``DayTotals.to_dict()`` of the day (``date``, ``upright_s``, ...).
+            tally: the day's breaks that count.
+            goal: ``coach.day_result(...)`` of the day (None: not judged yet).
+            streak: the streak shown at the end of the day.
+            stretch: the day's record so far, whose stretch-session counts are kept.
+        """
+        return cls(
+            date=str(totals["date"]), upright_s=float(totals.get("upright_s", 0.0)),
+            slouched_s=float(totals.get("slouched_s", 0.0)), sitting_s=float(totals.get("sitting_s", 0.0)),
+            longest_sitting_s=float(totals.get("longest_sitting_s", 0.0)),
+            alerts=int(totals.get("alerts", 0)), break_reminders=int(totals.get("break_reminders", 0)),
+            breaks=tally.breaks, stretch_breaks=tally.stretch_breaks,
+            stretch_sessions=0 if stretch is None else stretch.stretch_sessions,
+            stretch_abandoned=0 if stretch is None else stretch.stretch_abandoned,
+            stretch_bounce_cues=0 if stretch is None else stretch.stretch_bounce_cues,
+            goal_met=None if goal is None else goal.get("met"), streak=streak)
 
     @property
     def upright_pct(self) -> float | None:

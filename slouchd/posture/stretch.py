@@ -12,7 +12,8 @@ Per repetition of each stretch:
 - **hold**: the hold timer runs only while the pose is in range (down to ``min_deg -
   hysteresis_deg``, up to ``max_deg``), the trunk is settled (angle changing slower than
   ``settle_dps``), the body is still, and there is no bouncing. Past ``max_deg`` the wearer is told
-  to ease off (``too_far`` cue). Out of the pose for ``lost_timeout_s``: abandoned.
+  to ease off (``too_far`` cue); short of the pose for 3 s, back into it (``back_into_pose``). Out of
+  the pose for ``lost_timeout_s``: abandoned.
 - **bounce detection**: over the last ``bounce_window_s`` the angle's turns of direction are
   counted, each only after a swing of at least ``bounce_swing_deg`` one way and then back
   (a zig-zag with that hysteresis). ``bounce_reversals`` turns in the window is bouncing: at the
@@ -50,6 +51,10 @@ MAX_DT_S = 1.0
 SETTLE_LAG_S = 0.2
 """The trunk's angular speed is measured over this interval: short against a bounce's period
 (0.3-2 s), so a bounce never looks settled, long against the angle noise, seconds."""
+
+BACK_INTO_POSE_S = 3.0
+"""Out of the pose this long during a hold (not past it: that is ``too_far``), the wearer is asked
+back into it, seconds."""
 
 # Event names (the ``event`` field of :meth:`StretchEvent.to_dict`).
 STRETCH_START = "stretch_start"
@@ -269,16 +274,17 @@ class StretchJudge:
         events this tick produced.
 
         Args:
-            t_s: sample-clock time of the tick's end, seconds.
+            t_s: sample-clock time of the tick's end, seconds; a time before the last tick's is
+                ignored.
             flexion_deg: calibrated flexion, + forward, degrees; None when unknown.
             lateral_deg: calibrated lateral lean, + toward the right, degrees; None when unknown.
             still: the body is still (the tracker's activity is ``still``).
             worn: the sensor is judged to be on a back.
         """
         out = self.start()
-        if self.done:
-            return out
-        dt = min(max(t_s - self.t_s, 0.0), MAX_DT_S) if t_s > self.t_s else 0.0
+        if self.done or not t_s >= self.t_s:
+            return out  # a tick from before the last one (or NaN time) is ignored
+        dt = min(t_s - self.t_s, MAX_DT_S)
         self.t_s = t_s
         usable = worn and flexion_deg is not None and math.isfinite(flexion_deg)
         if lateral_deg is not None and not math.isfinite(lateral_deg):
@@ -476,6 +482,8 @@ class StretchJudge:
             elif t_s - self._out_since >= s.lost_timeout_s - 1e-9:
                 self._abandon(t_s, f"left the stretch for {s.lost_timeout_s:g} s", out)
                 return
+            elif t_s - self._out_since >= BACK_INTO_POSE_S - 1e-9 and not (angle > st.max_deg and other_ok):
+                self._cue(t_s, "back_into_pose", out, angle_deg=round(angle, 1))
         # --- the hold timer
         ok = in_range and settled and dt > 0
         if not ok:

@@ -124,3 +124,21 @@ def test_kill_9_during_saves_always_leaves_a_whole_history(tmp_path: Path) -> No
         top = max(r.alerts for r in h.days.values())
         assert saved <= top <= saved + 1
         assert not list(store.directory.glob("*.corrupt-*"))
+
+
+def test_a_day_record_is_made_from_the_engines_pieces() -> None:
+    from slouchd.posture.coach import BreakTally, GoalSettings, day_result
+    from slouchd.posture.wellbeing import DayTotals
+
+    totals = DayTotals("2026-11-30", upright_s=9000.0, slouched_s=1000.0, sitting_s=10500.0,
+                       longest_sitting_s=2400.0, alerts=4, break_reminders=3).to_dict()
+    tally = BreakTally(breaks=5, stretch_breaks=1)
+    goal = day_result(9000.0, 1000.0, tally.counted, GoalSettings())
+    so_far = History().day("2026-11-30")
+    so_far.stretch_sessions, so_far.stretch_bounce_cues = 1, 2
+    rec = DayRecord.from_day(totals, tally, goal, 7, so_far)
+    assert rec.to_dict() == {
+        "date": "2026-11-30", "upright_s": 9000.0, "slouched_s": 1000.0, "sitting_s": 10500.0,
+        "longest_sitting_s": 2400.0, "alerts": 4, "break_reminders": 3, "breaks": 5, "stretch_breaks": 1,
+        "stretch_sessions": 1, "stretch_abandoned": 0, "stretch_bounce_cues": 2, "goal_met": True,
+        "streak": 7}

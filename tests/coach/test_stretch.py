@@ -90,9 +90,9 @@ def test_the_timer_runs_only_in_range_and_a_long_absence_abandons() -> None:
     events = drive(judge, angles, 40.0)
     (rep,) = kinds(events, sj.STRETCH_REP_COMPLETE)[:1]
     # 10 s held: about 4 s before the break and 6 s after it (each jump into the pose is motion:
-    # a tick or two after it is not settled). A jump is not a bounce.
+    # a tick or two after it is not settled). A jump is not a bounce; 3 s out of the pose asks back.
     assert rep.t_s == pytest.approx(15.3, abs=0.4)
-    assert not kinds(events, sj.STRETCH_CUE)
+    assert [(c.t_s, c.data["cue"]) for c in kinds(events, sj.STRETCH_CUE)] == [(8.0, "back_into_pose")]
     judge2 = sj.StretchJudge([EXT], sj.StretchSettings(lost_timeout_s=8))
     events2 = drive(judge2, lambda t: ((-15.0 if 1 <= t < 5 else 0.0), 0.0, True), 40.0)
     (ab,) = kinds(events2, sj.STRETCH_ABANDONED)
