@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "slouchd.commands.simulate",  # simulate
     "slouchd.commands.config",  # check-config
     "slouchd.commands.ble",  # profiles, scan, decode, record
+    "slouchd.commands.stretch",  # stretch (judge a guided stretch session on a recording)
 )
 
 DESCRIPTION = """\

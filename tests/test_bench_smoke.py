@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["replay", "startup", "live_load", "alert_latency", "soak"]
+BENCHES = ["replay", "startup", "live_load", "alert_latency", "soak", "coach"]
 
 
 def _numbers(obj: object) -> list[float]:
