@@ -500,7 +500,8 @@ def test_desk_vibration_is_added_to_the_delivered_samples_the_same_whichever_way
     calm = window(SimulatedWearer(SimSettings(**base)), 100, 220)
     shaken_wearer = SimulatedWearer(SimSettings(desk_vibration=True, **base))
     shaken = window(shaken_wearer, 100, 220)
-    again = SampleBatch.concat(list(SimulatedWearer(SimSettings(desk_vibration=True, **base)).packets(100, 220)))
+    fresh = SimulatedWearer(SimSettings(desk_vibration=True, **base))
+    again = SampleBatch.concat(list(fresh.packets(100, 220)))
     assert np.array_equal(shaken.acc_g, again.acc_g)
     diff = np.asarray(shaken.acc_g) - np.asarray(calm.acc_g)
     assert 0.004 < np.sqrt(np.mean(np.sum(diff**2, axis=1))) < 0.3

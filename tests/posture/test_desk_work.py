@@ -17,7 +17,8 @@ from slouchd.sensors.simulated import SimSettings, SimulatedWearer
 
 
 def _run(wearer: SimulatedWearer, mount: Mount | None, frame_interval_s: float = 1.0):
-    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), mount, frame_interval_s=frame_interval_s)
+    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), mount,
+                             frame_interval_s=frame_interval_s)
     frames, events = [], []
     for batch in wearer.batches(60.0):
         out = tracker.process(batch)
