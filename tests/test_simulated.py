@@ -522,3 +522,13 @@ def test_fast_moves_turn_the_trunk_at_up_to_400_degrees_per_second_with_a_consis
         assert np.abs(acc_fast - acc_exact).max() < 1e-5
         peaks.append(np.linalg.norm(gyro_fast, axis=1).max())
     assert max(peaks) > 150 and max(peaks) < 420
+
+
+def test_the_csv_writer_can_switch_desk_vibration_and_fast_moves_on(tmp_path):
+    calm, shaken = tmp_path / "calm.csv", tmp_path / "shaken.csv"
+    assert main(["--hours", "0.02", str(calm)]) == 0
+    assert main(["--hours", "0.02", "--desk-vibration", "--fast-moves", str(shaken)]) == 0
+    a = np.loadtxt(calm, delimiter=",", skiprows=1, usecols=(0, 1, 2, 3))
+    b = np.loadtxt(shaken, delimiter=",", skiprows=1, usecols=(0, 1, 2, 3))
+    assert a.shape == b.shape and np.array_equal(a[:, 0], b[:, 0])
+    assert 0.004 < np.sqrt(np.mean(np.sum((a[:, 1:] - b[:, 1:]) ** 2, axis=1))) < 0.3
