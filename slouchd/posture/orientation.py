@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,9 @@ GYRO_STILL_DPS = 2.0
 the bias estimate, deg/s: above breathing and postural sway, below any deliberate move."""
 GYRO_STILL_S = 1.0
 """...for at least this long, seconds (Fusion's gyroscope offset algorithm works the same way)."""
+BIAS_STEADY_DPS = 0.5
+"""...and while the accelerometer's direction (averaged over 1 s) turns slower than this, deg/s: a
+slouch creeping in at under GYRO_STILL_DPS must not be learned as bias."""
 BIAS_TAU_S = 10.0
 """Time constant of the gyro bias estimate while still, seconds."""
 REJECT_DEG = 10.0
@@ -177,16 +181,48 @@ class OrientationFilter:
         self._still_limit = math.radians(GYRO_STILL_DPS) * tick_s  # radians per tick
         self._still_ticks = round(GYRO_STILL_S / tick_s)
         self._beta = tick_s / BIAS_TAU_S
+        self._w_steady = max(1, round(1.0 / tick_s))
+        self._cos_steady = math.cos(math.radians(BIAS_STEADY_DPS * self._w_steady * tick_s))
         self.g: list[float] | None = None
         self.bias = [0.0, 0.0, 0.0]
         self._rejected = 0
         self._still = 0
+        self._acc: deque[list[float]] = deque(maxlen=2 * self._w_steady)
+        self._sum_new = [0.0, 0.0, 0.0]
+        self._sum_old = [0.0, 0.0, 0.0]
 
     def reset(self) -> None:
         """Forget the estimate (after a gap): the next tick starts from the accelerometer."""
         self.g = None
         self._rejected = 0
         self._still = 0
+        self._acc.clear()
+        self._sum_new = [0.0, 0.0, 0.0]
+        self._sum_old = [0.0, 0.0, 0.0]
+
+    def _acc_steady(self, a: list[float]) -> bool:
+        """Push the accelerometer direction ``a``; whether the mean of the last second points
+        within BIAS_STEADY_DPS x 1 s of the mean of the second before (running sums)."""
+        hist, w = self._acc, self._w_steady
+        new, old = self._sum_new, self._sum_old
+        if len(hist) == 2 * w:
+            gone = hist[0]
+            for j in range(3):
+                old[j] -= gone[j]
+        if len(hist) >= w:
+            mid = hist[-w]
+            for j in range(3):
+                new[j] -= mid[j]
+                old[j] += mid[j]
+        hist.append(a)
+        for j in range(3):
+            new[j] += a[j]
+        if len(hist) < 2 * w:
+            return False
+        nn = math.sqrt(new[0] * new[0] + new[1] * new[1] + new[2] * new[2])
+        no = math.sqrt(old[0] * old[0] + old[1] * old[1] + old[2] * old[2])
+        dot = new[0] * old[0] + new[1] * old[1] + new[2] * old[2]
+        return nn > 0 and no > 0 and dot > self._cos_steady * nn * no
 
     def run(self, grav_g: np.ndarray, dyn_g: np.ndarray, gyro_dps: np.ndarray | None,
             moving_g: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -209,6 +245,7 @@ class OrientationFilter:
         still_limit, beta = self._still_limit, self._beta
         for i in range(n):
             a = a_unit[i]
+            steady = self._acc_steady(a) if rates is not None else False
             if g is None:
                 g = list(a)
                 out[i] = g
@@ -222,7 +259,7 @@ class OrientationFilter:
                     self._still += 1
                 else:
                     self._still = 0
-                if self._still >= self._still_ticks and mag_ok[i]:
+                if self._still >= self._still_ticks and mag_ok[i] and steady:
                     # Still: what the gyro reads is bias.
                     bias[0] += beta * (wx - bias[0])
                     bias[1] += beta * (wy - bias[1])

@@ -28,6 +28,7 @@ import numpy as np
 
 from slouchd.model import Activity, Event, EventKind, Mount, Posture, PostureFrame, SampleBatch
 from slouchd.posture import detector as det
+from slouchd.posture import stages as st
 from slouchd.posture import wellbeing as wb
 from slouchd.posture.activity import ActivityClassifier
 from slouchd.posture.filters import (
@@ -58,26 +59,10 @@ from slouchd.posture.settings import (
     WellbeingSettings,
 )
 
-IMPOSSIBLE_TILT_DEG = 120.0
-"""Tilted this far from upright (nearly upside down), the sensor cannot be on a back."""
 RATE_MIN_SAMPLES = 8
 """Samples needed before the first filter design (the rate is measured from them)."""
-LYING_TILT_DEG = 55.0
-"""Held still this far from upright, the sensor is lying on something (a desk), not on a seated
-back: deep bends are brief and moving, and slouches stay well under it, degrees."""
-LYING_MOUNT_TILT_DEG = 75.0
-"""The same limit before calibration, from the mount's up axis (which the stick-on tilts), degrees."""
-LYING_CONFIRM_S = 3.0
-"""How long the lying orientation must be held still, seconds."""
-RECAL_AFTER_OFF_S = 20.0
-"""Not worn at least this long means the sensor was taken off; put back on, it sits differently,
-so (with ``[calibration] auto``) the next still upright window becomes the new reference, seconds."""
 TWO_POSE_MIN_DEG = 10.0
 """A deliberate forward bend for the two-pose calibration must tilt at least this much, degrees."""
-
-_STILL, _MOVING, _WALKING, _NOT_WORN = 0, 1, 2, 3
-_ACTIVITY = {_STILL: Activity.STILL, _MOVING: Activity.MOVING, _WALKING: Activity.WALKING,
-             _NOT_WORN: Activity.NOT_WORN}
 
 
 @dataclass
@@ -139,9 +124,7 @@ class PostureTracker:
         self._cal_request: float | None = None
         self._cal_forward = False
         self._steady_ticks = 0
-        self._worn = True
-        self._lying_ticks = 0
-        self._off_since: float | None = None
+        self._wear = st.WearStage()
         self._recal_pending = False
         self._seen_data = False
         self._lp_reset_pending = True
@@ -418,7 +401,7 @@ class PostureTracker:
         t_list = t_end.tolist()
         frames = out.frames
         next_frame = self._next_frame_t if self._next_frame_t is not None else math.inf
-        worn = self._worn
+        wear = self._wear
         learn = (self.cal_settings.learn_axis and self.mount is None)
         learn_mask = np.zeros(n, dtype=bool) if learn else None
         for i in range(n):
@@ -428,23 +411,14 @@ class PostureTracker:
                 self._roll_day(t, events)
             # --- worn or not
             if cal is not None:
-                tilt_now, lying_limit = tilt_l[i], LYING_TILT_DEG
+                tilt_now, lying_limit = tilt_l[i], st.LYING_TILT_DEG
             elif mount_tilt is not None:
-                tilt_now, lying_limit = mount_tilt[i], LYING_MOUNT_TILT_DEG
+                tilt_now, lying_limit = mount_tilt[i], st.LYING_MOUNT_TILT_DEG
             else:
                 tilt_now, lying_limit = 0.0, 180.0
-            self._lying_ticks = self._lying_ticks + 1 if (tilt_now > lying_limit and not moving[i]) else 0
-            was_worn = worn
-            if tilt_now > IMPOSSIBLE_TILT_DEG or lifeless[i] or self._lying_ticks * TICK_S >= LYING_CONFIRM_S:
-                worn = False
-            elif alive[i] and tilt_now <= lying_limit:
-                worn = True
-            if worn != was_worn:
-                if not worn:
-                    self._off_since = t
-                elif (self._off_since is not None and t - self._off_since >= RECAL_AFTER_OFF_S
-                      and cal is not None):
-                    self._recal_pending = self.cal_settings.auto
+            if wear.step(t, tilt_now, lying_limit, moving[i], lifeless[i], alive[i]) and cal is not None:
+                self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
+            worn = wear.worn
             # --- calibration
             # A requested calibration judges the window itself (and says why it refuses it).
             if steady[i] and (worn or self._cal_request is not None):
@@ -457,24 +431,11 @@ class PostureTracker:
                 if new_cal is not None:
                     cal = self.calibration
                     flex_l, lat_l, tilt_l = self._angles(g, cal)
-            # --- activity
-            if not worn:
-                act = _NOT_WORN
-            elif walking[i]:
-                act = _WALKING
-            elif moving[i]:
-                act = _MOVING
-            else:
-                act = _STILL
-            # --- slouch detector
+            # --- activity and the slouch detector
+            act = st.activity_of(worn, walking[i], moving[i])
             calibrated = cal is not None
             flex = flex_l[i] if calibrated else 0.0
-            if not calibrated or act == _NOT_WORN:
-                state = det.OFF
-            elif act == _STILL:
-                state = det.STILL
-            else:
-                state = det.MOVING
+            state = st.detector_state(calibrated, act)
             may = (d_set.mode == "training" and d_set.alerts_enabled
                    and (self._snooze_until is None or t >= self._snooze_until)
                    and not (clock.quiet and clock.is_quiet(t)))
@@ -486,34 +447,24 @@ class PostureTracker:
                         wellbeing.totals.alerts += 1
             slouching = detector.active
             # --- wellbeing
-            kind = wb.ABSENT if act == _NOT_WORN else (wb.SEATED if act == _STILL else wb.ACTIVE)
+            kind = wb.ABSENT if act == st.NOT_WORN else (wb.SEATED if act == st.STILL else wb.ACTIVE)
             may_remind = ((self._snooze_until is None or t >= self._snooze_until)
                           and not (clock.quiet and clock.is_quiet(t)))
             wellbeing.step(t, TICK_S, kind, slouching, calibrated, may_remind, events)
-            if learn_mask is not None and act == _STILL and calibrated:
+            if learn_mask is not None and act == st.STILL and calibrated:
                 learn_mask[i] = True
             # --- frame
             if t >= next_frame - 1e-9:
-                if act == _NOT_WORN:
-                    posture = Posture.NOT_WORN
-                elif not calibrated:
-                    posture = Posture.UNCALIBRATED
-                elif act == _WALKING:
-                    posture = Posture.WALKING
-                elif act == _MOVING:
-                    posture = Posture.MOVING
-                else:
-                    posture = Posture.SLOUCHING if slouching else Posture.UPRIGHT
-                show = calibrated and act != _NOT_WORN
+                posture = st.posture_of(act, calibrated, slouching)
+                show = calibrated and act != st.NOT_WORN
                 lat = lat_l[i] if (show and lat_l is not None) else None
-                self.frame = PostureFrame(t, flex if show else None, lat, posture, _ACTIVITY[act], worn,
+                self.frame = PostureFrame(t, flex if show else None, lat, posture, st.ACTIVITY[act], worn,
                                           calibrated, wellbeing.sitting_s, detector.clock_s)
                 while next_frame <= t + 1e-9:
                     f = self.frame
                     frames.append(PostureFrame(round(next_frame, 6), f.flexion_deg, f.lateral_deg, f.posture,
                                                f.activity, f.worn, f.calibrated, f.sitting_s, f.slouch_s))
                     next_frame += interval
-        self._worn = worn
         self._next_frame_t = next_frame if math.isfinite(next_frame) else self._next_frame_t
         self._last_tick_end = float(t_end[-1])
         if learn_mask is not None and cal is not None and cal.forward is None and learn_mask.any():

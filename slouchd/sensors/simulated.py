@@ -135,10 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-gyro", action="store_true", help="accelerometer only")
     p.add_argument("--mount", default="+y,-z", help="sensor axes UP,OUT (default +y,-z)")
     p.add_argument("--no-truth", action="store_true", help="leave out the ground-truth columns")
+    p.add_argument("--desk-vibration", action="store_true",
+                   help="shake the sensor while seated as typing does (model of a real desk recording)")
+    p.add_argument("--fast-moves", action="store_true",
+                   help="add fast bends and twists (150-400 deg/s) to seated stretches")
     args = p.parse_args(argv)
     try:
         settings = SimSettings(seed=args.seed, rate_hz=args.rate, gyro=not args.no_gyro,
-                               mount=Mount.parse(args.mount), day_s=args.day_hours * 3600.0)
+                               mount=Mount.parse(args.mount), day_s=args.day_hours * 3600.0,
+                               desk_vibration=args.desk_vibration, fast_moves=args.fast_moves)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
