@@ -174,7 +174,7 @@ def test_hostile_command_flood_bounded_memory_and_quick_replies(
         probe_at = time.monotonic()
         sender.publish(topic, b'{"threshold_deg": 21, "id": "after-flood"}', qos=1)
         reply = rec.wait_for(lambda m: m.topic == f"{base}/ana/set/result"
-                             and m.json().get("id") == "after-flood", 30, since=probe_at)
+                             and m.json().get("id") == "after-flood", 300, since=probe_at)
         reply_s = reply.at - probe_at
         time.sleep(2.0)
         rss1 = rss_mb(d.proc.pid)
@@ -187,8 +187,9 @@ def test_hostile_command_flood_bounded_memory_and_quick_replies(
         d.stop()
     growth = rss1 - rss0
     # Over 3.1.1 the reply waits behind 1 MiB payloads still in the socket (paho reads them at
-    # some 50 MB/s before we can drop them): bounded by the flood, not by us.
-    reply_max_s = 2.0 if protocol != "3.1.1" else 6.0
+    # some 50 MB/s before we can drop them): bounded by the flood's volume, not by us (the long
+    # form sends 1.25 GB). MQTT 5 keeps them at the broker.
+    reply_max_s = 2.0 if protocol != "3.1.1" else scale(6.0, 300.0)
     ok = alive and growth <= 20.0 and reply_s < reply_max_s and stop_s <= 5.0 and reply.json()["ok"]
     figures(f"hostile command flood (MQTT {protocol})", "holds" if ok else "fails", commands=n,
             one_mib=sum(1 for i in range(n) if i % len(hostile) == 1),
