@@ -75,7 +75,7 @@ STATE_MIN_GAP_S = 0.2
 OTHER_PAYLOAD_MAX_BYTES = 256 * 1024
 """Largest non-command message taken (Home Assistant status, retained discovery), bytes. Also
 the MQTT 5 Maximum Packet Size we announce: the broker then never sends us anything bigger."""
-INCOMING_MAX_MESSAGES = 1000
+INCOMING_MAX_MESSAGES = 500
 INCOMING_MAX_BYTES = 4 * 1024 * 1024
 """Most messages, and payload bytes, waiting to be handled; beyond, new ones are dropped."""
 REPLIES_IN_FLIGHT = 100

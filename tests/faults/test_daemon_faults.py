@@ -4,6 +4,7 @@ steps (libfaketime). Every scenario ends with SIGTERM, which must finish within 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -169,12 +170,20 @@ def test_hostile_command_flood_bounded_memory_and_quick_replies(
             if i % 200 == 199:
                 info.wait_for_publish(10)
                 time.sleep(0.05)
+        info.wait_for_publish(60)  # the whole flood is on the wire
         sent_s = time.monotonic() - t0
-        # A real command right after the flood: how long until its reply?
+        # Real commands after the flood, one every 0.25 s (one that arrives while the incoming
+        # queue is still full of flood is dropped, like the flood): how long until one is served?
         probe_at = time.monotonic()
-        sender.publish(topic, b'{"threshold_deg": 21, "id": "after-flood"}', qos=1)
-        reply = rec.wait_for(lambda m: m.topic == f"{base}/ana/set/result"
-                             and m.json().get("id") == "after-flood", 30, since=probe_at)
+        reply = None
+        probes = 0
+        while reply is None and time.monotonic() - probe_at < 300:
+            probes += 1
+            sender.publish(topic, b'{"threshold_deg": 21, "id": "after-flood"}', qos=1)
+            with contextlib.suppress(AssertionError):
+                reply = rec.wait_for(lambda m: m.topic == f"{base}/ana/set/result"
+                                     and m.json().get("id") == "after-flood", 0.25, since=probe_at)
+        assert reply is not None, "no command was served within 300 s of the flood's end"
         reply_s = reply.at - probe_at
         time.sleep(2.0)
         rss1 = rss_mb(d.proc.pid)
@@ -187,13 +196,14 @@ def test_hostile_command_flood_bounded_memory_and_quick_replies(
         d.stop()
     growth = rss1 - rss0
     # Over 3.1.1 the reply waits behind 1 MiB payloads still in the socket (paho reads them at
-    # some 50 MB/s before we can drop them): bounded by the flood, not by us.
-    reply_max_s = 2.0 if protocol != "3.1.1" else 6.0
+    # some 50 MB/s before we can drop them): bounded by the flood's volume, not by us (the long
+    # form sends 1.25 GB). MQTT 5 keeps them at the broker.
+    reply_max_s = 2.0 if protocol != "3.1.1" else scale(6.0, 300.0)
     ok = alive and growth <= 20.0 and reply_s < reply_max_s and stop_s <= 5.0 and reply.json()["ok"]
     figures(f"hostile command flood (MQTT {protocol})", "holds" if ok else "fails", commands=n,
             one_mib=sum(1 for i in range(n) if i % len(hostile) == 1),
             rate_per_s=f"{n / sent_s:.0f}", rss_mb=f"{rss0:.0f}->{rss1:.0f}", growth_mb=f"{growth:.1f}",
-            reply_after_flood_s=f"{reply_s:.2f}", refused=health.get("mqtt_commands_refused"),
+            reply_after_flood_s=f"{reply_s:.2f}", probes=probes, refused=health.get("mqtt_commands_refused"),
             payloads_dropped=health.get("mqtt_payloads_dropped"), reconnects=health.get("mqtt_reconnects"),
             sigterm_s=f"{stop_s:.2f}")
     assert alive and reply.json()["ok"]
