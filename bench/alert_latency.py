@@ -18,6 +18,8 @@ Method (an instrumented harness around the real daemon pieces):
   mosquitto_sub - that arrival. Both clocks are this machine's ``CLOCK_REALTIME``.
 * Split: the time the daemon queued the event (``MqttPublisher.publish_event``, wrapped to note
   the time) divides it into the daemon's sample path and the MQTT path (sender, broker, client).
+* Context: how late the event loop runs a 50 ms timer (``loop_lag``: how busy or starved it is)
+  and the deepest the publisher's event queue got.
 
 Run with few wearers (idle) and many (loaded). Budget: p99 <= 50 ms.
 """
@@ -111,7 +113,22 @@ class BenchSensor:
             yield SampleBatch(t, acc, None)
 
 
-async def run_daemon(cfg_path: Path, n: int, duration_s: float) -> tuple[dict[str, BenchSensor], list[tuple]]:
+LOOP_PROBE_S = 0.05
+
+
+async def _probe_loop(lags: list[float], depths: list[int], daemon: Any) -> None:
+    """How late the event loop runs a 50 ms timer (its busyness), and the MQTT event queue."""
+    while True:
+        t0 = time.monotonic()
+        await asyncio.sleep(LOOP_PROBE_S)
+        lags.append(time.monotonic() - t0 - LOOP_PROBE_S)
+        pub = daemon.publisher
+        depths.append(0 if pub is None else pub.queue_depth)
+
+
+async def run_daemon(cfg_path: Path, n: int, duration_s: float,
+                     probe: tuple[list[float], list[int]] | None = None,
+                     ) -> tuple[dict[str, BenchSensor], list[tuple]]:
     """The real Daemon with bench sensors for ``duration_s``; returns sensors and queued events."""
     import slouchd.daemon as daemon_mod
     from slouchd.config import load_config
@@ -136,7 +153,10 @@ async def run_daemon(cfg_path: Path, n: int, duration_s: float) -> tuple[dict[st
     daemon_mod.MqttPublisher = TimedPublisher  # type: ignore[misc]
     config = load_config(str(cfg_path))
     d = daemon_mod.Daemon(config, config_path=str(cfg_path), notifier=Notifier(env={}))
+    watch = asyncio.get_running_loop().create_task(_probe_loop(*probe, d)) if probe else None
     await d.run(duration_s=duration_s)
+    if watch is not None:
+        watch.cancel()
     return sensors, queued
 
 
@@ -149,7 +169,9 @@ def measure(work: Path, port: int, n: int, duration_s: float) -> tuple[dict[str,
                             "-t", "bench/+/event", "-F", "%U %t %p"], stdout=out)
     time.sleep(0.5)
     try:
-        sensors, queued = asyncio.run(run_daemon(cfg, n, duration_s))
+        lags: list[float] = []
+        depths: list[int] = []
+        sensors, queued = asyncio.run(run_daemon(cfg, n, duration_s, (lags, depths)))
         time.sleep(0.5)
     finally:
         sub.terminate()
@@ -178,7 +200,8 @@ def measure(work: Path, port: int, n: int, duration_s: float) -> tuple[dict[str,
     s = summary_ms(total)
     row = {"wearers": n, "seconds": duration_s, "alerts": len(total),
            **{k: v for k, v in s.items() if k != "n"},
-           "daemon_p99_ms": summary_ms(daemon_part)["p99_ms"], "mqtt_p99_ms": summary_ms(mqtt_part)["p99_ms"]}
+           "daemon_p99_ms": summary_ms(daemon_part)["p99_ms"], "mqtt_p99_ms": summary_ms(mqtt_part)["p99_ms"],
+           "loop_lag_p99_ms": summary_ms(lags)["p99_ms"], "mqtt_queue_max": max(depths, default=0)}
     return row, total
 
 
@@ -202,7 +225,7 @@ def main() -> int:
             broker.stop()
     print("alert latency: completing sample's arrival -> alert at mosquitto_sub (loopback)")
     print(table(rows, ["wearers", "seconds", "alerts", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms",
-                       "daemon_p99_ms", "mqtt_p99_ms"]))
+                       "daemon_p99_ms", "mqtt_p99_ms", "loop_lag_p99_ms", "mqtt_queue_max"]))
     worst = max(rows, key=lambda r: r["p99_ms"] if r["alerts"] else -1)
     key = {"p50_ms": worst["p50_ms"], "p99_ms": worst["p99_ms"], "max_ms": worst["max_ms"],
            "alerts": sum(r["alerts"] for r in rows), "at_wearers": worst["wearers"]}

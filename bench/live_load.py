@@ -85,7 +85,8 @@ def one_run(work: Path, port: int, sub: Subscriber, mode: str, n: int, window_s:
 
     tag = f"{mode[0]}{n}s{samples or 0}r{rate_hz:g}".replace(".", "_")
     prefix = f"bench/{tag}w"
-    wearers = wearer_tables(n, sensor=f"replay:{csv}", prefix=f"{tag}w") if n else ""
+    sensor = "simulated" if mode == "simulated" else f"replay:{csv}"
+    wearers = wearer_tables(n, sensor=sensor, prefix=f"{tag}w") if n else ""
     cfg = daemon_config(work / f"{tag}.toml", port=port, state_dir=work / f"state-{tag}", wearers=wearers)
     if n == 0:  # no [[wearers]] at all would mean the built-in demo wearer
         cfg.write_text("wearers = []\n" + cfg.read_text())
@@ -229,6 +230,8 @@ def main() -> int:
     p.add_argument("--samples", default=None, help="samples per notification (default 1,5,36)")
     p.add_argument("--rates", default=None, help="sample rates, Hz (default 50,100)")
     p.add_argument("--no-notify", action="store_true", help="only the idle and replay rows")
+    p.add_argument("--simulated", action="store_true",
+                   help="also N simulated wearers (the simulator runs inside the daemon)")
     p.add_argument("--find-limit", action="store_true",
                    help="then replay wearers from 100 up (100, 200, 300, 400, 600...) until it falls behind")
     args = p.parse_args()
@@ -255,6 +258,9 @@ def main() -> int:
             show(safe_run(work, broker.port, sub, "idle", 0, window, settle, None))
             for n in ns:
                 show(safe_run(work, broker.port, sub, "replay", n, window, settle, csvs[50.0]))
+            if args.simulated:
+                for n in ns:
+                    show(safe_run(work, broker.port, sub, "simulated", n, window, settle, None))
             if not args.no_notify:
                 for rate in rates:
                     for size in sizes:
