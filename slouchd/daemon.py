@@ -23,6 +23,7 @@ from slouchd.broker import EmbeddedBroker
 from slouchd.config import Config, ConfigError, WearerSettings, load_config
 from slouchd.logs import setup_logging
 from slouchd.model import Activity, Event, EventKind, Mount, Posture, PostureFrame, SampleBatch
+from slouchd.overrides import SettingOverrides
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
@@ -94,7 +95,9 @@ class WearerRuntime:
         self.log = logging.getLogger(f"slouchd.wearer.{self.name}")
         self.plan: SourcePlan = plan_source(settings, daemon.config)
         saved = daemon.store.load(self.name)
-        self.overrides: dict[str, Any] = self._checked_overrides(saved.get("overrides") or {})
+        self.overrides: dict[str, Any] = {}
+        self.overrides_file: dict[str, Any] = {}
+        self._reconcile_overrides(SettingOverrides.from_saved(saved), "at start")
         self.snooze_until_s: float | None = saved.get("snooze_until_s")
         cfg = daemon.config
         self.tracker = new_tracker(cfg, self.detection(), self.plan.mount)
@@ -124,6 +127,22 @@ class WearerRuntime:
         self._background: set[asyncio.Task[Any]] = set()
 
     # ----- settings -------------------------------------------------------------------------
+    def _file_values(self) -> dict[str, Any]:
+        """The config file's values (with per-wearer sections) of the keys HA may change."""
+        base = self.daemon.config.wearer_detection(self.settings)
+        return {k: getattr(base, k) for k in OVERRIDE_KEYS}
+
+    def _reconcile_overrides(self, current: SettingOverrides, when: str) -> None:
+        """Keep the Home Assistant values the file has not changed since (docs/mqtt.md,
+        "Which value wins"), check them against the file, and say in the log which keys come
+        from Home Assistant and why."""
+        kept, decisions = current.reconcile(self._file_values())
+        for d in decisions:
+            self.log.info("%s: %s", when, d.describe())
+        values = self._checked_overrides(kept.values)
+        self.overrides = values
+        self.overrides_file = {k: v for k, v in kept.file_then.items() if k in values}
+
     def _checked_overrides(self, saved: dict[str, Any]) -> dict[str, Any]:
         """Settings saved from Home Assistant, kept only if they are still valid settings."""
         base = self.daemon.config.wearer_detection(self.settings)
@@ -279,7 +298,7 @@ class WearerRuntime:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "overrides": dict(self.overrides),
+            **SettingOverrides(dict(self.overrides), dict(self.overrides_file)).to_dict(),
             "snooze_until_s": self.snooze_until_s,
             "tracker": self.tracker.export_state(),
         }
@@ -317,20 +336,30 @@ class WearerRuntime:
         """Apply a validated command; refuse (changing nothing) what the settings reject."""
         changes = dict(command.values)
         applied: dict[str, Any] = {}
-        new_overrides = dict(self.overrides)
-        for key in OVERRIDE_KEYS:
-            if key in changes:
-                new_overrides[key] = changes[key]
-        if new_overrides != self.overrides:
+        reset = bool(changes.get("use_file_settings"))
+        # "use_file_settings" drops every value set from Home Assistant; keys in the same command
+        # apply after it. Everything is checked before anything changes.
+        new_overrides = {} if reset else dict(self.overrides)
+        new_file = {} if reset else dict(self.overrides_file)
+        set_keys = [k for k in OVERRIDE_KEYS if k in changes]
+        if reset or set_keys:
             base = self.daemon.config.wearer_detection(self.settings)
+            for key in set_keys:
+                new_overrides[key] = changes[key]
+                new_file[key] = getattr(base, key)  # the file's value now: a later edit of it wins
             try:
                 candidate = dataclasses.replace(base, **new_overrides)
                 candidate.validate()
             except (ValueError, TypeError) as err:
                 return CommandResult(ok=False, error=str(err))
-            self.overrides = new_overrides
+            if reset:
+                dropped = sorted(set(self.overrides) - set(set_keys))
+                self.log.info("Home Assistant settings dropped, the config file's apply: %s",
+                              ", ".join(dropped) or "none were set")
+                applied["use_file_settings"] = True
+            self.overrides, self.overrides_file = new_overrides, new_file
             self.tracker.set_detection(candidate)
-            applied.update({k: changes[k] for k in changes if k in new_overrides})
+            applied.update({k: changes[k] for k in set_keys})
         if "snooze_min" in changes:
             minutes = float(changes["snooze_min"])
             now = self.tracker.frame.t_s if self.tracker.frame.t_s > 0 else time.time()
@@ -665,15 +694,11 @@ class Daemon:
             sensor_changed = (w.sensor, w.profile, w.mount, w.speed, w.seed) != (
                 rt.settings.sensor, rt.settings.profile, rt.settings.mount, rt.settings.speed,
                 rt.settings.seed)
-            old_det = old.wearer_detection(rt.settings)
-            new_det = new.wearer_detection(w)
-            # A key changed in the file wins over an earlier change made from Home Assistant.
-            for key in list(rt.overrides):
-                if getattr(old_det, key) != getattr(new_det, key):
-                    del rt.overrides[key]
             rt.settings = w
-            # What is left from Home Assistant must still fit the new file (hysteresis < threshold).
-            rt.overrides = rt._checked_overrides(rt.overrides)
+            # A key the file changed since the last Home Assistant change wins (the same rule
+            # as at start); what is left must still fit the new file (hysteresis < threshold).
+            rt._reconcile_overrides(SettingOverrides(dict(rt.overrides), dict(rt.overrides_file)),
+                                    "after reload")
             if sensor_changed:
                 log.info("wearer %s: sensor settings changed; reconnecting", w.name)
                 asyncio.get_running_loop().create_task(self._restart_wearer(rt))

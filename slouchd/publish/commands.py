@@ -7,6 +7,8 @@ Validation is pure (no I/O): the publisher replies, the daemon applies.
 Accepted keys (one or several in one JSON object)::
 
     {"calibrate": true}          take the current posture as upright
+    {"use_file_settings": true}  drop the settings changed from Home Assistant / MQTT: the config
+                                 file's values apply again (docs/mqtt.md, "Which value wins")
     {"threshold_deg": 18}        detection.threshold_deg, degrees
     {"dwell_s": 45}              detection.dwell_s, seconds
     {"snooze_min": 30}           no alerts for this long, minutes; 0 cancels a snooze
@@ -61,6 +63,8 @@ def _from_detection(name: str, kind: type) -> _Spec:
 
 SPECS: dict[str, _Spec] = {
     "calibrate": _Spec(bool, doc="true: take the current posture as upright"),
+    "use_file_settings": _Spec(bool, doc="true: drop the settings changed from Home Assistant; "
+                                         "the config file's values apply"),
     "threshold_deg": _from_detection("threshold_deg", float),
     "dwell_s": _from_detection("dwell_s", float),
     "snooze_min": _Spec(float, 0.0, SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels"),
@@ -68,7 +72,7 @@ SPECS: dict[str, _Spec] = {
     "mode": _from_detection("mode", str),
 }
 COMMAND_KEYS = tuple(SPECS)
-# Keys that change DetectionSettings (the rest are actions: calibrate, snooze_min).
+# Keys that change DetectionSettings (the rest are actions: calibrate, use_file_settings, snooze_min).
 SETTING_KEYS = tuple(k for k in COMMAND_KEYS if k in _DETECTION_FIELDS)
 META_KEYS = ("ts", "id")
 MAX_KEYS = len(COMMAND_KEYS) + len(META_KEYS)
@@ -174,8 +178,8 @@ def _check_value(key: str, value: Any) -> Any:
     if spec.kind is bool:
         if not isinstance(value, bool):
             raise CommandRefused("wrong_type", f"{key} must be true or false")
-        if key == "calibrate" and value is not True:
-            raise CommandRefused("out_of_range", "calibrate must be true")
+        if key in ("calibrate", "use_file_settings") and value is not True:
+            raise CommandRefused("out_of_range", f"{key} must be true")
         return value
     if spec.kind is float:
         # bool is an int in Python; true must not mean 1 degree.
