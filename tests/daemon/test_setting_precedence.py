@@ -99,6 +99,7 @@ async def test_use_file_settings_drops_every_home_assistant_value(
     assert d.wearers["ana"].overrides == {} and d.wearers["ana"].detection().mode == "training"
     # Refused whole when the rest of the command is invalid: nothing dropped.
     assert d.wearers["ana"].apply(Command({"threshold_deg": 20.0})).ok
-    result = d.wearers["ana"].apply(Command({"use_file_settings": True, "threshold_deg": 2.0}))  # < hysteresis
+    # A threshold of 2 is below the hysteresis (3): the whole command is refused.
+    result = d.wearers["ana"].apply(Command({"use_file_settings": True, "threshold_deg": 2.0}))
     assert not result.ok and d.wearers["ana"].overrides == {"threshold_deg": 20.0}
     assert await asyncio.wait_for(run, 10) == 0
