@@ -221,6 +221,7 @@ class WearerRuntime:
             "alerts": self.alerts,
             "task_restarts": self.restarts,
             "mqtt_queue": 0 if pub is None else pub.queue_depth,
+            **self.daemon.gateway_counters(),
         }
 
     # ----- the sample path --------------------------------------------------------------------
@@ -488,6 +489,24 @@ class Daemon:
         mqtt = "connected" if self.publisher is not None and self.publisher.connected else "disconnected"
         return f"mqtt={mqtt} wearers={streaming}/{len(self.wearers)} streaming"
 
+    def gateway_counters(self) -> dict[str, Any]:
+        """The gateway's own counters, shared by every wearer's diagnostics: ``gateway`` (MQTT
+        reconnects, alerts and reminders sent, commands refused, payloads dropped unread, outbox,
+        sd_notify messages dropped) and ``gateway_drops``, the total refused or dropped."""
+        pub = self.publisher
+        counts = {} if pub is None else pub.counters()
+        gateway = {
+            "mqtt_reconnects": counts.get("mqtt_reconnects", 0),
+            "alerts_sent": counts.get("mqtt_alerts", 0),
+            "reminders_sent": counts.get("mqtt_reminders", 0),
+            "commands_refused": counts.get("mqtt_commands_refused", 0),
+            "payloads_dropped": counts.get("mqtt_payloads_dropped", 0),
+            "outbox": counts.get("mqtt_outbox", 0),
+            "notify_dropped": getattr(self.notifier, "dropped", 0),
+        }
+        drops = gateway["commands_refused"] + gateway["payloads_dropped"] + gateway["notify_dropped"]
+        return {"gateway": gateway, "gateway_drops": drops}
+
     def health_line(self) -> str:
         """One line of internals for leak hunting (``kill -USR1 <pid>`` logs it): asyncio tasks,
         queues, counters. ``bench/soak.py`` reads it to check that nothing grows."""
@@ -709,7 +728,9 @@ class Daemon:
             self.publisher.set_wearers(self.wearer_infos())
         if swap is not None:
             self._swap_publisher(old, new, *swap)
-        log.info("configuration reloaded from %s", self.config_path or "<defaults>")
+        # Never rate-limited: "reload refused" is not either, and the last word must be visible.
+        log.info("configuration reloaded from %s", self.config_path or "<defaults>",
+                 extra={"unlimited": True})
 
     def _reload_daemon_settings(self, old: Config, new: Config) -> None:
         if (new.daemon.log_level, new.daemon.log_format) != (old.daemon.log_level, old.daemon.log_format):

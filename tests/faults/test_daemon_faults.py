@@ -77,6 +77,7 @@ def test_notify_socket_not_read_never_blocks_the_daemon(
         t_late = time.monotonic()
         rec.wait_for(lambda m: m.topic == f"{base}/ana/state", timeout_s=5, since=t_late)
         late_states = len([m for m in rec.on(f"{base}/ana/state") if m.at >= t_late - 2])
+        last_state = rec.on(f"{base}/ana/state")[-1].json()
         health = _health(d)
         stop_s = _sigterm_s(d)
     finally:
@@ -87,6 +88,8 @@ def test_notify_socket_not_read_never_blocks_the_daemon(
     figures("notify socket not read", "holds" if ok else "fails", notify_dropped=dropped,
             states_in_last_2_s=late_states, sigterm_s=f"{stop_s:.2f}")
     assert dropped > 0 and late_states > 0
+    # The counter reaches Home Assistant too (state `gateway`, "Gateway refusals and drops").
+    assert last_state["gateway"]["notify_dropped"] > 0 and last_state["gateway_drops"] > 0
     assert stop_s <= 5.0
 
 
@@ -256,13 +259,13 @@ def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker
             proc.kill()
             proc.wait()
         log.close()
-    # States flowing on after each step depends on sensors/paced.py pacing on the monotonic clock
-    # (a separate change of issue 12): a figure and part of the verdict, asserted there.
-    flowing = all(c >= 2 for c in counts.values())
+    # States keep flowing after each step: simulated and replay: wearers pace on the monotonic clock.
+    flowing = all(c >= 1 for c in counts.values())  # states come at ~1 Hz: a stall shows as 0
     ok = flowing and not bridge_offline and stop_s <= 5.0
     figures("wall clock stepped (libfaketime)", "holds" if ok else "fails (states stall: pacing)",
             states_after_step=" ".join(f"{k}:{v}" for k, v in counts.items()),
             state_time_moved_s=" ".join(f"{k}:{v:+.0f}" for k, v in jumps.items()),
             bridge_offline=len(bridge_offline), sigterm_s=f"{stop_s:.2f}")
     assert not bridge_offline
+    assert flowing, counts
     assert proc.returncode == 0 and stop_s <= 5.0
