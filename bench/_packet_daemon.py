@@ -67,13 +67,14 @@ class PacketSource:
 
     def __init__(self, path: str, size: int) -> None:
         from slouchd.sensors.base import SensorStatus
-        from slouchd.sensors.factory import shared_recording
+        from slouchd.sensors.factory import replay_batches
 
-        batches = list(shared_recording(path).batches(1e9))
-        b = batches[0]
-        self.t = b.t_s - b.t_s[0]
-        self.acc = b.acc_g
-        self.gyro = b.gyro_dps
+        blocks = list(replay_batches(path))  # a bench recording of minutes: held whole, once
+        t = np.concatenate([b.t_s for b in blocks])
+        self.t = t - t[0]
+        self.acc = np.concatenate([b.acc_g for b in blocks])
+        gyros = [b.gyro_dps for b in blocks]
+        self.gyro = None if any(g is None for g in gyros) else np.concatenate(gyros)
         self.dt = float(np.median(np.diff(self.t[:1000])))
         self.span_s = float(self.t[-1]) + self.dt  # loop without a gap: one more sample interval
         self.size = size

@@ -55,5 +55,8 @@ def test_benchmark_runs_quick_and_reports_numbers(name: str, tmp_path: Path) -> 
         assert {(r["mode"], r["samples"]) for r in rows} >= {("idle", None), ("replay", 5), ("notify", 1),
                                                               ("notify", 36)}
         assert all(r["cpu_pct"] >= 0 and r["rss_mb"] > 0 for r in rows), rows
+        # Every daemon really ran its wearers: states came out (a source that fails to start
+        # shows as 0 states per second, not as an error).
+        assert all(r["states_per_s"] > 0 for r in rows if r["mode"] != "idle"), rows
         assert key["batch_pct_per_wearer"] > 0 and key["live_batch_ratio"] > 0
         assert {"idle_pct", "replay_pct_per_wearer_at_1", "notify1_pct_per_wearer_at_1"} <= set(key)
