@@ -342,7 +342,11 @@ class StretchJudge:
         if self.status == REACH:
             self._reach(t_s, angle, other_ok, settled, still, out)
             return out
-        self._hold(t_s, dt, angle, other_ok, settled, still, out)
+        # A squeeze's angle is the larger lean from upright, |flexion| or |lateral|: folded at 0, a
+        # smooth drift through upright would zig-zag. Its bouncing is looked for on the signed
+        # flexion instead.
+        swing = flexion_deg if st.direction == "squeeze" else angle
+        self._hold(t_s, dt, angle, swing, other_ok, settled, still, out)
         return out
 
     def stop(self, t_s: float, reason: str = "stopped") -> list[StretchEvent]:
@@ -486,8 +490,8 @@ class StretchJudge:
             return angle <= st.max_deg
         return st.min_deg - self.settings.hysteresis_deg <= angle <= st.max_deg
 
-    def _hold(self, t_s: float, dt: float, angle: float, other_ok: bool, settled: bool, still: bool,
-              out: list[StretchEvent]) -> None:
+    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,
+              still: bool, out: list[StretchEvent]) -> None:
         s = self.settings
         st = self.stretch
         in_range = self._in_range(angle, other_ok)
@@ -497,7 +501,7 @@ class StretchJudge:
             self._unsettled.append(t_s)
             while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
                 self._unsettled.popleft()
-        bouncing = self._bounce.update(t_s, angle)
+        bouncing = self._bounce.update(t_s, swing)
         if bouncing and not self._bouncing:
             # Take back what was counted since the bouncing began: its first unsettled moment.
             onset = self._bounce_onset(t_s)
