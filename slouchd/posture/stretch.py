@@ -19,8 +19,15 @@ Per repetition of each stretch:
   (a zig-zag with that hysteresis). ``bounce_reversals`` turns in the window is bouncing: at the
   defaults (2 turns of 3 degrees in 2.5 s, one full swing there and back and there again) an
   oscillation of about 0.5 Hz and up, while a slow ramp into or out of the pose has no turn, a
-  single adjustment there and back one, and breathing's swing is too small. It pauses the timer, takes
-  back the hold counted since the bouncing began, and emits the ``no_bouncing`` cue.
+  single adjustment there and back one, and breathing's swing is too small. When the angle is
+  smooth from tick to tick, smaller swings count too (down to ``bounce_min_swing_deg``): with a
+  gyroscope the tracker's angle shows a 1-1.5 Hz bounce at only 0.6-0.9 of its size (its
+  complementary filter keeps pulling toward the accelerometer, which the bounce's own tangential
+  acceleration swings the other way), so a 5 degree bounce can read as 1.5-3.5 degrees. The swing
+  needed is :data:`JITTER_SWINGS` times the angle's tick-to-tick jitter in the window (a robust
+  standard deviation from its second differences), clamped between the two settings: jitter
+  cannot fake a small bounce, and a smooth small oscillation is still caught. It pauses the timer,
+  takes back the hold counted since the bouncing began, and emits the ``no_bouncing`` cue.
 - **rest** for ``rest_s``, then the next repetition or stretch; after the last one the session is
   complete.
 
@@ -51,6 +58,14 @@ MAX_DT_S = 1.0
 SETTLE_LAG_S = 0.2
 """The trunk's angular speed is measured over this interval: short against a bounce's period
 (0.3-2 s), so a bounce never looks settled, long against the angle noise, seconds."""
+
+JITTER_SWINGS = 10.0
+"""A swing smaller than ``bounce_swing_deg`` is bouncing only if it is at least this many times
+the angle's tick-to-tick jitter (standard deviation, degrees): white noise of 0.3 degrees per tick
+then needs the full ``bounce_swing_deg``; the tracker's own angle jitters by a few hundredths."""
+MAD_TO_SD = 1.0 / (0.6745 * math.sqrt(6.0))
+"""Median absolute second difference to the standard deviation of white noise (a second
+difference of white noise has variance 6 sigma^2; 0.6745 is the normal MAD)."""
 
 BACK_INTO_POSE_S = 3.0
 """Out of the pose this long during a hold (not past it: that is ``too_far``), the wearer is asked
@@ -98,6 +113,10 @@ class StretchSettings:
         2.5, min=1, max=10, doc="bouncing is looked for over this much recent angle, seconds")
     bounce_swing_deg: float = setting(
         3.0, min=1, max=30, doc="swings this large (peak to peak), repeated, are bouncing, degrees")
+    bounce_min_swing_deg: float = setting(
+        1.2, min=0.5, max=30,
+        doc="smaller swings, repeated, are bouncing too when the angle is otherwise smooth "
+            "(see bounce_swing_deg), degrees")
     bounce_reversals: int = setting(
         2, min=1, max=20,
         doc="turns of direction, each after a swing of bounce_swing_deg, within the window that "
@@ -110,6 +129,9 @@ class StretchSettings:
         6.0, min=1, max=120, doc="the same cue is not repeated sooner than this, seconds")
 
     def validate(self) -> None:
+        if self.bounce_min_swing_deg > self.bounce_swing_deg:
+            raise SettingsError(f"bounce_min_swing_deg = {self.bounce_min_swing_deg:g}: must not exceed "
+                                f"bounce_swing_deg ({self.bounce_swing_deg:g})")
         if self.credit_max_s > self.lost_timeout_s:
             raise SettingsError(f"credit_max_s = {self.credit_max_s:g}: must not exceed lost_timeout_s "
                                 f"({self.lost_timeout_s:g})")
@@ -165,11 +187,24 @@ def other_angle(stretch: Stretch, flexion_deg: float, lateral_deg: float | None)
 class BounceDetector:
     """Repeated swings of one angle over a sliding window (see the module docstring)."""
 
-    def __init__(self, window_s: float, swing_deg: float, reversals: int) -> None:
+    def __init__(self, window_s: float, swing_deg: float, reversals: int,
+                 min_swing_deg: float | None = None) -> None:
         self.window_s = window_s
         self.swing_deg = swing_deg
+        self.min_swing_deg = swing_deg if min_swing_deg is None else min(min_swing_deg, swing_deg)
         self.reversals = reversals
         self.samples: deque[tuple[float, float]] = deque()
+
+    def swing_needed(self) -> float:
+        """The swing (degrees) that counts in the current window: JITTER_SWINGS times the angle's
+        jitter, between ``min_swing_deg`` and ``swing_deg``."""
+        if self.min_swing_deg >= self.swing_deg:
+            return self.swing_deg
+        ys = [y for _, y in self.samples]
+        d2 = sorted(abs(ys[i + 1] - 2.0 * ys[i] + ys[i - 1]) for i in range(1, len(ys) - 1))
+        m = len(d2) // 2
+        mad = d2[m] if len(d2) % 2 else 0.5 * (d2[m - 1] + d2[m])
+        return min(self.swing_deg, max(self.min_swing_deg, JITTER_SWINGS * MAD_TO_SD * mad))
 
     def reset(self) -> None:
         self.samples.clear()
@@ -185,7 +220,7 @@ class BounceDetector:
         # Zig-zag: a reversal is a turn after moving at least swing_deg one way, then at least
         # swing_deg back. A slow ramp (into or out of the pose) has none; breathing's swing is
         # smaller than swing_deg; a bounce has one every half period.
-        h = self.swing_deg
+        h = self.swing_needed()
         first = s[0][1]
         hi = lo = first
         direction = 0
@@ -307,7 +342,11 @@ class StretchJudge:
         if self.status == REACH:
             self._reach(t_s, angle, other_ok, settled, still, out)
             return out
-        self._hold(t_s, dt, angle, other_ok, settled, still, out)
+        # A squeeze's angle is the larger lean from upright, |flexion| or |lateral|: folded at 0, a
+        # smooth drift through upright would zig-zag. Its bouncing is looked for on the signed
+        # flexion instead.
+        swing = flexion_deg if st.direction == "squeeze" else angle
+        self._hold(t_s, dt, angle, swing, other_ok, settled, still, out)
         return out
 
     def stop(self, t_s: float, reason: str = "stopped") -> list[StretchEvent]:
@@ -362,7 +401,8 @@ class StretchJudge:
 
     def _new_bounce_detector(self) -> BounceDetector:
         s = self.settings
-        return BounceDetector(s.bounce_window_s, s.bounce_swing_deg, s.bounce_reversals)
+        return BounceDetector(s.bounce_window_s, s.bounce_swing_deg, s.bounce_reversals,
+                              s.bounce_min_swing_deg)
 
     def _rest_s(self) -> float:
         # Resting after the last repetition of a stretch leads into the next stretch.
@@ -450,8 +490,8 @@ class StretchJudge:
             return angle <= st.max_deg
         return st.min_deg - self.settings.hysteresis_deg <= angle <= st.max_deg
 
-    def _hold(self, t_s: float, dt: float, angle: float, other_ok: bool, settled: bool, still: bool,
-              out: list[StretchEvent]) -> None:
+    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,
+              still: bool, out: list[StretchEvent]) -> None:
         s = self.settings
         st = self.stretch
         in_range = self._in_range(angle, other_ok)
@@ -461,7 +501,7 @@ class StretchJudge:
             self._unsettled.append(t_s)
             while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
                 self._unsettled.popleft()
-        bouncing = self._bounce.update(t_s, angle)
+        bouncing = self._bounce.update(t_s, swing)
         if bouncing and not self._bouncing:
             # Take back what was counted since the bouncing began: its first unsettled moment.
             onset = self._bounce_onset(t_s)
