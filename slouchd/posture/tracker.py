@@ -281,8 +281,10 @@ class PostureTracker:
             gap_end = math.floor(t_next / TICK_S) * TICK_S
             if gap_end > gap_start:
                 self._wellbeing.step(gap_end, gap_end - gap_start, wb.ABSENT, False, False, False, out.events)
+            cal = self.calibration
             self.frame = PostureFrame(gap_start, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False,
-                                      self.calibration is not None, self._wellbeing.sitting_s, 0.0)
+                                      cal is not None, self._wellbeing.sitting_s, 0.0,
+                                      None if cal is None else cal.axis_source)
             self._emit_frames_until(gap_end, out)
         self._seen_data = True
         self._last_tick = None
@@ -301,7 +303,7 @@ class PostureTracker:
             f = self.frame
             out.frames.append(PostureFrame(round(self._next_frame_t, 6), f.flexion_deg, f.lateral_deg,
                                            f.posture, f.activity, f.worn, f.calibrated, f.sitting_s,
-                                           f.slouch_s))
+                                           f.slouch_s, f.axis_source))
             self._next_frame_t += self.frame_interval_s
 
     def _flush(self, out: TrackerOutput) -> None:
@@ -434,8 +436,11 @@ class PostureTracker:
             # --- activity and the slouch detector
             act = st.activity_of(worn, walking[i], moving[i])
             calibrated = cal is not None
-            flex = flex_l[i] if calibrated else 0.0
-            state = st.detector_state(calibrated, act)
+            # Without a forward axis the tilt has no sign (leaning back would read as a slouch):
+            # the angle is not judged, shown or counted until the axis is declared or learned.
+            judged = calibrated and cal.forward is not None  # type: ignore[union-attr]
+            flex = flex_l[i] if judged else 0.0
+            state = st.detector_state(judged, act)
             may = (d_set.mode == "training" and d_set.alerts_enabled
                    and (self._snooze_until is None or t >= self._snooze_until)
                    and not (clock.quiet and clock.is_quiet(t)))
@@ -450,20 +455,22 @@ class PostureTracker:
             kind = wb.ABSENT if act == st.NOT_WORN else (wb.SEATED if act == st.STILL else wb.ACTIVE)
             may_remind = ((self._snooze_until is None or t >= self._snooze_until)
                           and not (clock.quiet and clock.is_quiet(t)))
-            wellbeing.step(t, TICK_S, kind, slouching, calibrated, may_remind, events)
+            wellbeing.step(t, TICK_S, kind, slouching, judged, may_remind, events)
             if learn_mask is not None and act == st.STILL and calibrated:
                 learn_mask[i] = True
             # --- frame
             if t >= next_frame - 1e-9:
-                posture = st.posture_of(act, calibrated, slouching)
-                show = calibrated and act != st.NOT_WORN
+                posture = st.posture_of(act, judged, slouching)
+                show = judged and act != st.NOT_WORN
                 lat = lat_l[i] if (show and lat_l is not None) else None
                 self.frame = PostureFrame(t, flex if show else None, lat, posture, st.ACTIVITY[act], worn,
-                                          calibrated, wellbeing.sitting_s, detector.clock_s)
+                                          calibrated, wellbeing.sitting_s, detector.clock_s,
+                                          None if cal is None else cal.axis_source)
                 while next_frame <= t + 1e-9:
                     f = self.frame
                     frames.append(PostureFrame(round(next_frame, 6), f.flexion_deg, f.lateral_deg, f.posture,
-                                               f.activity, f.worn, f.calibrated, f.sitting_s, f.slouch_s))
+                                               f.activity, f.worn, f.calibrated, f.sitting_s, f.slouch_s,
+                                               f.axis_source))
                     next_frame += interval
         self._next_frame_t = next_frame if math.isfinite(next_frame) else self._next_frame_t
         self._last_tick_end = float(t_end[-1])
