@@ -98,6 +98,9 @@ class PostureFrame:
         calibrated: whether an upright reference exists.
         sitting_s: time seated since the last real break, seconds.
         slouch_s: how long the current slouch has lasted (or the cumulative exposure), seconds.
+        axis_source: where the forward axis came from (``mount``, ``learned``, ``two_pose``), or
+            ``none`` while it is not known yet (mount undeclared, not learned): the tilt then has
+            no sign, so flexion is not reported and nothing alerts; None when uncalibrated.
     """
 
     t_s: float
@@ -109,9 +112,10 @@ class PostureFrame:
     calibrated: bool
     sitting_s: float = 0.0
     slouch_s: float = 0.0
+    axis_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "t": round(self.t_s, 3),
             "flexion_deg": None if self.flexion_deg is None else round(self.flexion_deg, 1),
             "lateral_deg": None if self.lateral_deg is None else round(self.lateral_deg, 1),
@@ -122,6 +126,9 @@ class PostureFrame:
             "sitting_min": round(self.sitting_s / 60.0, 1),
             "slouch_s": round(self.slouch_s, 1),
         }
+        if self.axis_source is not None:
+            d["axis_source"] = self.axis_source
+        return d
 
 
 class EventKind(StrEnum):

@@ -2,14 +2,19 @@
 
 :class:`WearStage` decides whether the sensor is on a back; :func:`activity_of`,
 :func:`detector_state` and :func:`posture_of` turn what the stages found into the activity, the
-slouch detector's input and the reported posture. They run once per 0.1 s tick on plain floats
+slouch detector's input and the reported posture; :class:`SlouchStage` runs the slouch detector
+and the wellbeing counters for a tick; :class:`FrameStage` turns the tick's state into frames at
+the frame interval. They run once per 0.1 s tick on plain floats
 (the live daemon calls them for every radio packet), so they stay tiny.
 """
 
 from __future__ import annotations
 
-from slouchd.model import Activity, Posture
+import math
+
+from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame
 from slouchd.posture import detector as det
+from slouchd.posture import wellbeing as wb
 from slouchd.posture.filters import TICK_S
 
 IMPOSSIBLE_TILT_DEG = 120.0
@@ -91,3 +96,66 @@ def posture_of(act: int, calibrated: bool, slouching: bool) -> Posture:
     if act == MOVING:
         return Posture.MOVING
     return Posture.SLOUCHING if slouching else Posture.UPRIGHT
+
+
+class SlouchStage:
+    """The slouch detector and the wellbeing counters for one tick.
+
+    Alerts only in ``training`` mode with alerts enabled, outside a snooze and quiet hours;
+    reminders outside a snooze and quiet hours. Delivered alerts are counted in today's totals.
+    """
+
+    def __init__(self, detector: det.SlouchDetector, wellbeing: wb.Wellbeing, clock: wb.LocalClock) -> None:
+        self.detector = detector
+        self.wellbeing = wellbeing
+        self.clock = clock
+        self.snooze_until: float | None = None
+
+    def step(self, t: float, flex_deg: float, judged: bool, act: int, mode_training: bool,
+             events: list[Event]) -> bool:
+        """One tick ending at ``t`` (seconds) with flexion ``flex_deg`` (degrees; only used when the
+        angle is ``judged``: calibrated with a known forward axis). Returns whether a slouch is on."""
+        clock = self.clock
+        free = ((self.snooze_until is None or t >= self.snooze_until)
+                and not (clock.quiet and clock.is_quiet(t)))
+        n_ev = len(events)
+        detector = self.detector
+        detector.step(t, TICK_S, flex_deg, detector_state(judged, act), mode_training and free, events)
+        if len(events) > n_ev:
+            for e in events[n_ev:]:
+                if e.kind is EventKind.SLOUCH_ALERT:
+                    self.wellbeing.totals.alerts += 1
+        slouching = detector.active
+        kind = wb.ABSENT if act == NOT_WORN else (wb.SEATED if act == STILL else wb.ACTIVE)
+        self.wellbeing.step(t, TICK_S, kind, slouching, judged, free, events)
+        return slouching
+
+
+class FrameStage:
+    """Frames every ``interval_s`` of sample time, at its multiples, from the latest tick state."""
+
+    def __init__(self, interval_s: float, frame: PostureFrame) -> None:
+        self.interval_s = interval_s
+        self.frame = frame
+        self.next_t: float | None = None
+
+    def start(self, t0: float) -> None:
+        """The first sample is at ``t0`` (seconds): the first frame is at the next multiple."""
+        if self.next_t is None:
+            step = self.interval_s
+            self.next_t = math.floor(t0 / step) * step + step
+
+    def due(self, t: float) -> bool:
+        """Whether the tick ending at ``t`` reaches the next frame time."""
+        return self.next_t is not None and t >= self.next_t - 1e-9
+
+    def emit_until(self, t: float, out: list[PostureFrame]) -> None:
+        """Append copies of the current frame for every frame time up to ``t``."""
+        if self.next_t is None:
+            return
+        f = self.frame
+        while self.next_t <= t + 1e-9:
+            out.append(PostureFrame(round(self.next_t, 6), f.flexion_deg, f.lateral_deg, f.posture,
+                                    f.activity, f.worn, f.calibrated, f.sitting_s, f.slouch_s,
+                                    f.axis_source))
+            self.next_t += self.interval_s

@@ -104,8 +104,8 @@ class PostureTracker:
         self.calibration: Calibration | None = None
         if calibration is not None:
             self._set_calibration(calibration)
-        self.frame = PostureFrame(0.0, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False,
-                                  self.calibration is not None)
+        self._frames = st.FrameStage(self.frame_interval_s, PostureFrame(
+            0.0, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False, self.calibration is not None))
         self.dropped: dict[str, int] = {}
 
         self._lp = LowPass()
@@ -116,11 +116,10 @@ class PostureTracker:
         self._detector = det.SlouchDetector(detection, self.activity_settings.motion_reset_s,
                                             self.activity_settings.motion_hold_s + 0.5)
         self._wellbeing = wb.Wellbeing(wellbeing)
+        self._slouch = st.SlouchStage(self._detector, self._wellbeing, self.clock)
         self._last_t = -math.inf
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._last_tick_end = -math.inf
-        self._next_frame_t: float | None = None
-        self._snooze_until: float | None = None
         self._cal_request: float | None = None
         self._cal_forward = False
         self._steady_ticks = 0
@@ -132,6 +131,15 @@ class PostureTracker:
         self._last_tick: Ticks | None = None  # the last tick decided in this segment (held over drops)
 
     # ----------------------------------------------------------------------------- public API
+
+    @property
+    def frame(self) -> PostureFrame:
+        """The latest posture state (what the next frame will carry)."""
+        return self._frames.frame
+
+    @frame.setter
+    def frame(self, frame: PostureFrame) -> None:
+        self._frames.frame = frame
 
     def process(self, batch: SampleBatch) -> TrackerOutput:
         """Consume one batch of samples; return the frames and events it completes."""
@@ -205,7 +213,7 @@ class PostureTracker:
 
     def snooze_until(self, t_s: float | None) -> None:
         """No alerts or reminders before sample time ``t_s`` (None ends a snooze)."""
-        self._snooze_until = t_s
+        self._slouch.snooze_until = t_s
 
     def stats(self) -> dict[str, Any]:
         """Today's totals: upright_pct, slouched_min, alerts, break_reminders, longest_sitting_min,
@@ -281,9 +289,11 @@ class PostureTracker:
             gap_end = math.floor(t_next / TICK_S) * TICK_S
             if gap_end > gap_start:
                 self._wellbeing.step(gap_end, gap_end - gap_start, wb.ABSENT, False, False, False, out.events)
+            cal = self.calibration
             self.frame = PostureFrame(gap_start, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False,
-                                      self.calibration is not None, self._wellbeing.sitting_s, 0.0)
-            self._emit_frames_until(gap_end, out)
+                                      cal is not None, self._wellbeing.sitting_s, 0.0,
+                                      None if cal is None else cal.axis_source)
+            self._frames.emit_until(gap_end, out.frames)
         self._seen_data = True
         self._last_tick = None
         if self._cal_request is not None:
@@ -293,16 +303,6 @@ class PostureTracker:
         self._rate.reset()
         self._steady_ticks = 0
         self._lp_reset_pending = True
-
-    def _emit_frames_until(self, t_end: float, out: TrackerOutput) -> None:
-        if self._next_frame_t is None:
-            return
-        while self._next_frame_t <= t_end + 1e-9:
-            f = self.frame
-            out.frames.append(PostureFrame(round(self._next_frame_t, 6), f.flexion_deg, f.lateral_deg,
-                                           f.posture, f.activity, f.worn, f.calibrated, f.sitting_s,
-                                           f.slouch_s))
-            self._next_frame_t += self.frame_interval_s
 
     def _flush(self, out: TrackerOutput) -> None:
         if self._pending is None:
@@ -342,9 +342,7 @@ class PostureTracker:
             self._lp.reset(acc[0])
             self._lp_reset_pending = False
         lp = self._lp(acc)
-        if self._next_frame_t is None:
-            step = self.frame_interval_s
-            self._next_frame_t = math.floor(t[0] / step) * step + step
+        self._frames.start(float(t[0]))
         if self._pending is not None:
             pt, pa, pl, pg = self._pending
             t = np.concatenate((pt, t))
@@ -392,16 +390,14 @@ class PostureTracker:
         else:
             mount_tilt = None
 
-        detector = self._detector
-        wellbeing = self._wellbeing
         clock = self.clock
         d_set = self.detection
+        training = d_set.mode == "training" and d_set.alerts_enabled
         events = out.events
-        interval = self.frame_interval_s
         t_list = t_end.tolist()
-        frames = out.frames
-        next_frame = self._next_frame_t if self._next_frame_t is not None else math.inf
+        frames = self._frames
         wear = self._wear
+        slouch = self._slouch
         learn = (self.cal_settings.learn_axis and self.mount is None)
         learn_mask = np.zeros(n, dtype=bool) if learn else None
         for i in range(n):
@@ -420,52 +416,27 @@ class PostureTracker:
                 self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
             worn = wear.worn
             # --- calibration
-            # A requested calibration judges the window itself (and says why it refuses it).
-            if steady[i] and (worn or self._cal_request is not None):
-                self._steady_ticks += 1
-            else:
-                self._steady_ticks = 0
-            auto_due = (cal is None or self._recal_pending) and self.cal_settings.auto
-            if self._cal_request is not None or auto_due:
-                new_cal = self._try_calibrate(t, feats.mean_g[i], worn, mount_tilt, i, events)
-                if new_cal is not None:
-                    cal = self.calibration
-                    flex_l, lat_l, tilt_l = self._angles(g, cal)
-            # --- activity and the slouch detector
+            if self._calibration_step(t, steady[i], worn, feats.mean_g[i], mount_tilt, i, events):
+                cal = self.calibration
+                flex_l, lat_l, tilt_l = self._angles(g, cal)
+            # --- activity, the slouch detector and wellbeing
             act = st.activity_of(worn, walking[i], moving[i])
-            calibrated = cal is not None
-            flex = flex_l[i] if calibrated else 0.0
-            state = st.detector_state(calibrated, act)
-            may = (d_set.mode == "training" and d_set.alerts_enabled
-                   and (self._snooze_until is None or t >= self._snooze_until)
-                   and not (clock.quiet and clock.is_quiet(t)))
-            n_ev = len(events)
-            detector.step(t, TICK_S, flex, state, may, events)
-            if len(events) > n_ev:
-                for e in events[n_ev:]:
-                    if e.kind is EventKind.SLOUCH_ALERT:
-                        wellbeing.totals.alerts += 1
-            slouching = detector.active
-            # --- wellbeing
-            kind = wb.ABSENT if act == st.NOT_WORN else (wb.SEATED if act == st.STILL else wb.ACTIVE)
-            may_remind = ((self._snooze_until is None or t >= self._snooze_until)
-                          and not (clock.quiet and clock.is_quiet(t)))
-            wellbeing.step(t, TICK_S, kind, slouching, calibrated, may_remind, events)
-            if learn_mask is not None and act == st.STILL and calibrated:
+            # Without a forward axis the tilt has no sign (leaning back would read as a slouch):
+            # the angle is not judged, shown or counted until the axis is declared or learned.
+            judged = cal is not None and cal.forward is not None
+            flex = flex_l[i] if judged else 0.0
+            slouching = slouch.step(t, flex, judged, act, training, events)
+            if learn_mask is not None and act == st.STILL and cal is not None:
                 learn_mask[i] = True
             # --- frame
-            if t >= next_frame - 1e-9:
-                posture = st.posture_of(act, calibrated, slouching)
-                show = calibrated and act != st.NOT_WORN
-                lat = lat_l[i] if (show and lat_l is not None) else None
-                self.frame = PostureFrame(t, flex if show else None, lat, posture, st.ACTIVITY[act], worn,
-                                          calibrated, wellbeing.sitting_s, detector.clock_s)
-                while next_frame <= t + 1e-9:
-                    f = self.frame
-                    frames.append(PostureFrame(round(next_frame, 6), f.flexion_deg, f.lateral_deg, f.posture,
-                                               f.activity, f.worn, f.calibrated, f.sitting_s, f.slouch_s))
-                    next_frame += interval
-        self._next_frame_t = next_frame if math.isfinite(next_frame) else self._next_frame_t
+            if frames.due(t):
+                show = judged and act != st.NOT_WORN
+                frames.frame = PostureFrame(
+                    t, flex if show else None, lat_l[i] if (show and lat_l is not None) else None,
+                    st.posture_of(act, judged, slouching), st.ACTIVITY[act], worn, cal is not None,
+                    self._wellbeing.sitting_s, self._detector.clock_s,
+                    None if cal is None else cal.axis_source)
+                frames.emit_until(t, out.frames)
         self._last_tick_end = float(t_end[-1])
         if learn_mask is not None and cal is not None and cal.forward is None and learn_mask.any():
             up = np.asarray(cal.up)
@@ -475,6 +446,20 @@ class PostureTracker:
                 self.calibration = cal.with_forward(fwd, "learned")
                 events.append(Event(float(t_end[-1]), EventKind.CALIBRATED, {
                     **_cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+
+    def _calibration_step(self, t: float, steady: bool, worn: bool, mean_g: np.ndarray,
+                          mount_tilt: list[float] | None, i: int, events: list[Event]) -> bool:
+        """Count still ticks and take a requested or automatic upright reference when its window
+        is complete. Returns whether the calibration changed at this tick."""
+        # A requested calibration judges the window itself (and says why it refuses it).
+        if steady and (worn or self._cal_request is not None):
+            self._steady_ticks += 1
+        else:
+            self._steady_ticks = 0
+        auto_due = (self.calibration is None or self._recal_pending) and self.cal_settings.auto
+        if self._cal_request is not None or auto_due:
+            return self._try_calibrate(t, mean_g, worn, mount_tilt, i, events) is not None
+        return False
 
     def _angles(self, g: np.ndarray,
                 cal: Calibration | None) -> tuple[list[float], list[float] | None, list[float]]:

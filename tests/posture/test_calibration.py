@@ -92,10 +92,64 @@ def test_unknown_mount_learns_the_forward_axis_from_the_bends_observed() -> None
     assert min(f.flexion_deg for f in later) < -5  # type: ignore[type-var]
 
 
-def test_without_a_learned_axis_the_angle_is_the_unsigned_tilt() -> None:
-    run = tracker(None, cal={"learn_axis": False}).feed(wear([Step(20), Step(30, -20)]))
-    assert run.frame_at(45).flexion_deg == pytest.approx(20, abs=1.0)
-    assert run.frame_at(45).lateral_deg is None
+def test_without_a_forward_axis_the_tilt_is_not_judged() -> None:
+    # Mount unknown and never learned: leaning back 20 deg must not read as 20 deg of flexion.
+    run = tracker(None, cal={"learn_axis": False}).feed(wear([Step(20), Step(90, -20)]))
+    f = run.frame_at(100)
+    assert f.calibrated and f.axis_source == "none"
+    assert f.flexion_deg is None and f.lateral_deg is None
+    assert f.posture.value == "uncalibrated"
+    assert f.to_dict()["axis_source"] == "none"
+    assert not run.alerts
+
+
+def test_leaning_back_with_an_unknown_mount_never_alerts_nor_reads_positive() -> None:
+    mount = Mount.parse("+z,+x")  # forward = -x
+    # Leaning back far before anything is learned (50 s: less than the 60 s of tilts the learner
+    # needs) is not judged at all: no number, no alert.
+    lean_only = tracker(None).feed(wear([Step(20), Step(50, -30), Step(20)], mount=mount))
+    assert [e.data["axis_source"] for e in lean_only.of(EventKind.CALIBRATED)] == ["none"]
+    assert all(f.flexion_deg is None for f in lean_only.frames)
+    assert not lean_only.alerts
+    # Ordinary sitting (slouches, small lean-backs) teaches the axis; leaning back then reads
+    # negative and never alerts.
+    day = ([Step(20)] + [Step(40, 22), Step(30, 2), Step(20, -8), Step(30, 1), Step(20, 0, 6)] * 6
+           + [Step(200, -30)])
+    run = tracker(None).feed(wear(day, mount=mount))
+    end = sum(s.seconds for s in day)
+    lean = [f.flexion_deg for f in run.frames if end - 195 <= f.t_s <= end - 1]
+    assert lean and all(x is not None and x == pytest.approx(-30, abs=1.5) for x in lean)
+    assert not [a for a in run.alerts if a.t_s >= end - 200]
+    assert all(f.flexion_deg is None for f in run.frames
+               if f.t_s < run.of(EventKind.CALIBRATED)[-1].t_s and f.posture.value != "not_worn")
+
+
+def test_a_slouch_after_the_axis_is_learned_alerts_within_dwell_plus_2_s() -> None:
+    mount = Mount.parse("+z,+x")
+    ordinary = [Step(20)] + [Step(40, 22), Step(30, 2), Step(20, -8), Step(30, 1), Step(20, 0, 6)] * 6
+    start = sum(s.seconds for s in ordinary) + 30.0
+    run = tracker(None).feed(wear([*ordinary, Step(30), Step(90, 25), Step(20)], mount=mount))
+    (learned,) = [e for e in run.of(EventKind.CALIBRATED) if e.data["axis_source"] == "learned"]
+    assert learned.t_s < start
+    # The ramp takes 1 s; the threshold (15 deg) is crossed about 0.6 s into it.
+    late = [a for a in run.alerts if a.t_s > start]
+    assert late and 30.0 <= late[0].t_s - start <= 30.0 + 2.0 + 1.0
+
+
+def test_two_pose_sets_the_axis_at_once_with_an_unknown_mount() -> None:
+    mount = Mount.parse("-x,+y")
+    run = tracker(None, cal={"auto": False}).feed(wear([Step(5, 0)], mount=mount))
+    run.tracker.request_calibration()
+    run.feed(wear([Step(10, 0)], t0=5.0, mount=mount))
+    assert run.frame_at(14).axis_source == "none" and run.frame_at(14).flexion_deg is None
+    run.tracker.request_calibration(forward=True)
+    run.feed(wear([Step(10, 30), Step(40, 25)], t0=15.0, mount=mount))
+    (two,) = [e for e in run.of(EventKind.CALIBRATED) if e.data["axis_source"] == "two_pose"]
+    nxt = min((f for f in run.frames if f.t_s > two.t_s), key=lambda f: f.t_s)
+    assert nxt.t_s - two.t_s <= 1.0 and nxt.axis_source == "two_pose" and nxt.flexion_deg is not None
+    # (The synthetic jump to 30 deg at t = 15 has no gyro rotation: the filter catches up in 3 s.)
+    assert run.frame_at(24).flexion_deg == pytest.approx(30, abs=1.5)
+    assert run.frame_at(60).flexion_deg == pytest.approx(25, abs=1.5)
 
 
 def test_calibration_round_trips_through_json() -> None:

@@ -15,6 +15,9 @@ from slouchd.sensors.recording import RecordingError, RecordingWriter, parse_rec
 from tests.posture.synth import Step, wear
 
 SLOUCHY_DAY = [Step(30), Step(70, 25), Step(30, 0), Step(40, -20), Step(20, 0, 20), Step(30, 3, what="walk")]
+ORDINARY = [Step(20)] + [Step(40, 22), Step(30, 2), Step(20, -8), Step(30, 1), Step(20, 0, 6)] * 6
+"""Ordinary sitting, enough to learn the forward axis from."""
+ORDINARY_S = sum(s.seconds for s in ORDINARY)
 
 
 def write(path: Path, batch: SampleBatch, gyro: bool = True) -> Path:
@@ -130,17 +133,43 @@ def test_replay_calibrate_at_takes_the_upright_window_there(day_csv: Path, capsy
 
 
 def test_replay_without_gyro_columns_and_with_a_config_file(tmp_path: Path, capsys) -> None:
-    path = write(tmp_path / "acc.csv", wear(SLOUCHY_DAY, rate_hz=25, gyro=False), gyro=False)
+    # Issue 10: without --mount the forward axis must be learned before anything alerts (a tilt
+    # without a sign could be leaning back). The recording starts with 14 minutes of ordinary
+    # sitting (slouches, small lean-backs) to learn it from; then the slouchy day.
+    path = write(tmp_path / "acc.csv", wear(ORDINARY + SLOUCHY_DAY, rate_hz=25, gyro=False), gyro=False)
     cfg = tmp_path / "c.toml"
     cfg.write_text("[detection]\ndwell_s = 20\n")
     code, records, _ = replay(capsys, str(path), "--config", str(cfg))
     assert code == 0
-    alert = next(r for r in records if r.get("event") == "slouch_alert")
-    assert 50.5 <= alert["t"] <= 52.6
+    learned = [r for r in records if r.get("event") == "calibrated" and r["axis_source"] == "learned"]
+    assert learned and learned[0]["t"] < ORDINARY_S
+    alert = next(r for r in records if r.get("event") == "slouch_alert" and r["t"] > ORDINARY_S)
+    assert 50.5 <= alert["t"] - ORDINARY_S <= 52.6
+    # Leaning back (-20 deg, 130-170 s into the day) reads negative and does not alert.
+    lean = [r for r in records if "posture" in r and ORDINARY_S + 135 <= r["t"] <= ORDINARY_S + 168]
+    assert lean and all(r["flexion_deg"] == pytest.approx(-20, abs=2) for r in lean)
+    assert not [r for r in records if r.get("event") == "slouch_alert"
+                and ORDINARY_S + 100 <= r["t"] <= ORDINARY_S + 230]
+
+
+def test_replay_without_a_mount_waits_for_the_forward_axis(day_csv: Path, capsys) -> None:
+    # The slouchy day alone: its slouch comes before the forward axis is known, so no angle is
+    # judged and nothing alerts; the slouch and the lean-back then teach the axis (at ~170 s).
+    code, records, _ = replay(capsys, str(day_csv))
+    assert code == 0
+    cal = [r for r in records if r.get("event") == "calibrated"]
+    assert [r["axis_source"] for r in cal] == ["none", "learned"]
+    assert cal[1]["forward"] == pytest.approx([0, 0, 1], abs=0.05)  # the file's mount is +y,-z
+    assert not any(r.get("event") == "slouch_alert" for r in records)
+    waiting = [r for r in records if "posture" in r and r["t"] < cal[1]["t"]]
+    assert all(r["flexion_deg"] is None for r in waiting)
+    assert {r["posture"] for r in waiting} <= {"uncalibrated", "moving"}
 
 
 def test_replay_summary_is_for_humans(day_csv: Path, capsys) -> None:
-    assert main(["replay", str(day_csv), "--summary"]) == 0
+    # With the mount declared (without it this short day only waits for the forward axis: the
+    # test above).
+    assert main(["replay", str(day_csv), "--summary", "--mount=+y,-z"]) == 0
     out = capsys.readouterr().out
     assert "alerts: 1" in out
     assert "what if" in out and "<- current" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from slouchd.model import Posture
 from slouchd.posture import detector as det
 from slouchd.posture import stages as st
@@ -61,3 +63,55 @@ def test_activity_detector_state_and_posture_mapping() -> None:
     assert st.posture_of(st.MOVING, True, True) is Posture.MOVING
     assert st.posture_of(st.STILL, True, True) is Posture.SLOUCHING
     assert st.posture_of(st.STILL, True, False) is Posture.UPRIGHT
+
+
+def _slouch_stage(**detection) -> st.SlouchStage:
+    from slouchd.posture.settings import DetectionSettings, WellbeingSettings
+    from slouchd.posture.wellbeing import LocalClock, Wellbeing
+    d = DetectionSettings(**detection)
+    return st.SlouchStage(det.SlouchDetector(d, 5.0, 2.0), Wellbeing(WellbeingSettings()),
+                          LocalClock(0.0, None, []))
+
+
+def _run(stage: st.SlouchStage, t0: float, seconds: float, flex: float, judged: bool = True,
+         act: int = st.STILL, training: bool = True) -> list:
+    events: list = []
+    for i in range(round(seconds / 0.1)):
+        stage.step(t0 + 0.1 * (i + 1), flex, judged, act, training, events)
+    return events
+
+
+def test_slouch_stage_alerts_after_the_dwell_and_counts_the_alert() -> None:
+    from slouchd.model import EventKind
+    stage = _slouch_stage(dwell_s=30.0)
+    events = _run(stage, 0.0, 40.0, 25.0)
+    (alert,) = [e for e in events if e.kind is EventKind.SLOUCH_ALERT]
+    assert alert.t_s == pytest.approx(30.0, abs=0.15)
+    assert stage.wellbeing.totals.alerts == 1 and stage.detector.active
+
+
+def test_slouch_stage_judges_nothing_without_a_known_axis_and_is_silent_when_snoozed() -> None:
+    from slouchd.model import EventKind
+    stage = _slouch_stage(dwell_s=30.0)
+    assert _run(stage, 0.0, 60.0, 25.0, judged=False) == [] and not stage.detector.active
+    stage.snooze_until = 200.0
+    events = _run(stage, 60.0, 60.0, 25.0)
+    assert not [e for e in events if e.kind is EventKind.SLOUCH_ALERT] and stage.detector.active
+    assert stage.wellbeing.totals.alerts == 0
+
+
+def test_frame_stage_emits_at_the_multiples_of_the_interval() -> None:
+    from slouchd.model import Activity, PostureFrame
+    f0 = PostureFrame(0.0, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False, False)
+    stage = st.FrameStage(1.0, f0)
+    assert not stage.due(5.0)  # not started
+    stage.start(12.34)
+    assert stage.next_t == pytest.approx(13.0)
+    assert not stage.due(12.9) and stage.due(13.0)
+    out: list = []
+    stage.frame = PostureFrame(15.2, 3.0, 0.5, Posture.UPRIGHT, Activity.STILL, True, True,
+                               axis_source="mount")
+    stage.emit_until(15.2, out)
+    assert [f.t_s for f in out] == [13.0, 14.0, 15.0]
+    assert all(f.flexion_deg == 3.0 and f.axis_source == "mount" for f in out)
+    assert stage.next_t == pytest.approx(16.0)
