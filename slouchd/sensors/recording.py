@@ -52,6 +52,11 @@ LOW_RATE_HZ = 20.0
 """Below this sample rate angles are less accurate (errors 2-4x those at 50 Hz): warn."""
 GYRO_CHECK_WINDOWS = 5
 """Turns of at least ``GYRO_CHECK_MIN_DEG`` needed before judging the gyroscope's unit."""
+EDGE_QUIET_G = 0.05
+"""Largest deviation of a sample from its window edge's mean for the edge to count as quiet, g."""
+DEG_S_RATIO_MIN = 0.5
+"""One turn whose integrated gyro is at least this share of the seen turn settles it: deg/s
+(rad/s data integrates to 1/57 of real turns)."""
 GYRO_CHECK_MIN_DEG = 8.0
 """A window counts as a turn when gravity's direction changes this much in it, degrees."""
 GYRO_CHECK_WINDOW_S = 0.5
@@ -120,6 +125,7 @@ class ReadReport:
         t_first_s, t_last_s: first and last sample time, seconds.
         gyro: whether the samples carry a gyroscope.
         acc_unit, gyro_unit: the units the file was read in.
+        gyro_rad_s_ratio: set when the gyroscope looks like rad/s: integrated gyro / seen turn.
     """
 
     where: str
@@ -135,6 +141,7 @@ class ReadReport:
     gyro: bool = False
     acc_unit: str = "g"
     gyro_unit: str = "deg/s"
+    gyro_rad_s_ratio: float | None = None
     _gyro_turns: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -159,6 +166,11 @@ class ReadReport:
             out.append(f"{self.where}: {self.retimed} row(s) with t equal to or slightly before the "
                        f"previous row's were spread evenly between their neighbours (first on line "
                        f"{self.first_retimed_line})")
+        if self.gyro_rad_s_ratio is not None:
+            out.append(f"{self.where}: the gyroscope looks like rad/s (turns the accelerometer sees are "
+                       f"{1.0 / max(self.gyro_rad_s_ratio, 1e-9):.0f}x what gx,gy,gz add up to in deg/s): "
+                       "if so, read it with --gyro-unit rad/s (slouchd replay), or multiply gx,gy,gz by "
+                       "57.2958")
         rate = self.rate_hz
         if rate is not None and rate < LOW_RATE_HZ:
             out.append(f"{self.where}: sampled at {rate:.3g} Hz: below {LOW_RATE_HZ:g} Hz the angles are "
@@ -477,20 +489,32 @@ class RecordingReader:
         start = a[:, :m].mean(axis=1)
         end = a[:, -m:].mean(axis=1)
         ns, ne = np.linalg.norm(start, axis=1), np.linalg.norm(end, axis=1)
-        steady = (np.abs(ns - 1.0) < 0.15) & (np.abs(ne - 1.0) < 0.15)
+        # Both edges quiet: no sample further than EDGE_QUIET_G from its edge's mean. A window
+        # whose gravity is tipped by linear acceleration (walking, desk vibration) is not a turn.
+        quiet = ((np.abs(a[:, :m] - start[:, None, :]).max(axis=(1, 2)) < EDGE_QUIET_G)
+                 & (np.abs(a[:, -m:] - end[:, None, :]).max(axis=(1, 2)) < EDGE_QUIET_G))
+        steady = (np.abs(ns - 1.0) < 0.15) & (np.abs(ne - 1.0) < 0.15) & quiet
         cos = np.einsum("ij,ij->i", start, end) / np.maximum(ns * ne, 1e-9)
         seen = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
         # Integrated between the centres of the two edge means.
         integrated = np.linalg.norm(g[:, m // 2: n - m // 2].sum(axis=1), axis=1) * period
         turns = steady & (seen >= GYRO_CHECK_MIN_DEG)
         rep._gyro_turns.extend((integrated[turns] / seen[turns]).tolist())
+        ratios = np.asarray(rep._gyro_turns)
+        if np.any(ratios >= DEG_S_RATIO_MIN):
+            # A real turn the gyro integrates to in deg/s: settled (more turns cannot undo it).
+            rep._gyro_turns.extend([math.inf] * GYRO_CHECK_WINDOWS)
+            return
         if len(rep._gyro_turns) >= GYRO_CHECK_WINDOWS:
-            ratio = float(np.median(rep._gyro_turns))
+            # Only apparent turns the gyro barely saw. Linear acceleration (walking, a bump, desk
+            # vibration) also tips the measured gravity with no rotation, so one such window
+            # proves nothing; none of GYRO_CHECK_WINDOWS turns agreeing with deg/s does.
+            ratio = float(np.median(ratios))
             if ratio < RAD_S_RATIO_MAX:
-                raise RecordingError(
-                    f"{self.where}: the gyroscope looks like rad/s (turns the accelerometer sees are "
-                    f"{1.0 / max(ratio, 1e-9):.0f}x what gx,gy,gz add up to in deg/s): read it with "
-                    "--gyro-unit rad/s (slouchd replay), or multiply gx,gy,gz by 57.2958")
+                # A warning, not a refusal: linear acceleration that outlasts the quiet-edge test
+                # (slow desk sway) can look the same, and refusing good data is worse.
+                rep.gyro_rad_s_ratio = ratio
+            rep._gyro_turns.extend([math.inf] * GYRO_CHECK_WINDOWS)  # judged once
 
     def _convert(self, acc: np.ndarray, gyro: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         fa = ACC_UNITS[self.report.acc_unit]
