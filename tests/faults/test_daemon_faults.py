@@ -28,7 +28,9 @@ from tests.publish._mqtt import uniq
 
 REPO = Path(__file__).resolve().parents[2]
 SIM = '[[wearers]]\nname = "ana"\nsensor = "simulated"\nspeed = 60\nseed = 2\n'
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's libfaketime, wherever the architecture puts it (x86_64, aarch64 on a Pi...).
+FAKETIME_LIB = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+                    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"))
 
 
 def _sigterm_s(d: DaemonProcess) -> float:
@@ -221,7 +223,7 @@ def test_hostile_command_flood_bounded_memory_and_quick_replies(
 def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker, base: str,
                                       rec: Recorder) -> None:
     if not FAKETIME_LIB.exists():
-        pytest.fail("libfaketime is missing: sudo apt-get install -y faketime")
+        pytest.fail("libfaketime is missing: sudo apt-get install -y libfaketime")
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     cfg = write_config(tmp_path / "c.toml", port=mosquitto.port, state_dir=tmp_path / "state",
