@@ -60,6 +60,46 @@ class RateLimitFilter(logging.Filter):
         return False
 
 
+class OncePerKind:
+    """Log the first occurrence of each kind of problem as a warning, then at most once per
+    ``repeat_s`` (the lines in between go to debug and are counted in the next warning).
+
+    Args:
+        logger: where the lines go.
+        repeat_s: shortest time between two warnings of one kind, seconds (``inf`` = once ever).
+        clock: monotonic clock, seconds (injectable for tests).
+    """
+
+    def __init__(self, logger: logging.Logger, repeat_s: float = 60.0,
+                 clock: Any = time.monotonic) -> None:
+        self._log = logger
+        self._repeat_s = repeat_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._hidden: dict[str, int] = {}
+
+    def warn(self, kind: str, msg: str, *args: Any, level: int = logging.WARNING) -> bool:
+        """Log ``msg % args`` for ``kind``; True when it was logged at ``level``."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is None or now - last >= self._repeat_s:
+            hidden = self._hidden.pop(kind, 0)
+            suffix = f" ({hidden} more like this not shown)" if hidden else ""
+            # rate_key: the journal's repeat limiter counts each kind on its own, so five of one
+            # kind cannot silence the first one of another kind.
+            self._log.log(level, msg + suffix, *args, extra={"rate_key": kind})
+            self._last[kind] = now
+            return True
+        self._hidden[kind] = self._hidden.get(kind, 0) + 1
+        self._log.debug(msg, *args, extra={"rate_key": kind})
+        return False
+
+    def forget(self, kind: str) -> None:
+        """The problem went away: its next occurrence is logged loudly again."""
+        self._last.pop(kind, None)
+        self._hidden.pop(kind, None)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, and any ``extra`` fields given."""
 

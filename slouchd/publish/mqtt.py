@@ -46,6 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from slouchd import __version__
+from slouchd.logs import OncePerKind
 from slouchd.model import EventKind
 from slouchd.publish import homeassistant as ha_discovery
 from slouchd.publish.commands import (
@@ -157,34 +158,6 @@ class _Client(aiomqtt.Client):
                 fut.exception()
             elif not fut.done():
                 fut.cancel()
-
-
-class _OncePerKind:
-    """Log the first occurrence of each kind of problem loudly, then only now and then."""
-
-    def __init__(self, logger: logging.Logger, repeat_s: float = LOG_REPEAT_S) -> None:
-        self._log = logger
-        self._repeat_s = repeat_s
-        self._last: dict[str, float] = {}
-        self._hidden: dict[str, int] = {}
-
-    def warn(self, kind: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is None or now - last >= self._repeat_s:
-            hidden = self._hidden.pop(kind, 0)
-            suffix = f" ({hidden} more like this not shown)" if hidden else ""
-            # rate_key: the journal's repeat limiter counts each kind on its own, so five refused
-            # commands of one kind cannot silence the first one of another kind.
-            self._log.warning(msg + suffix, *args, extra={"rate_key": kind})
-            self._last[kind] = now
-        else:
-            self._hidden[kind] = self._hidden.get(kind, 0) + 1
-            self._log.debug(msg, *args, extra={"rate_key": kind})
-
-    def forget(self, kind: str) -> None:
-        self._last.pop(kind, None)
-        self._hidden.pop(kind, None)
 
 
 def read_password(settings: MqttSettings) -> str | None:
@@ -376,7 +349,7 @@ class MqttPublisher:
         self._v5 = False
         self._task: asyncio.Task[None] | None = None
         self._birth_task: asyncio.Task[None] | None = None
-        self._problems = _OncePerKind(log)
+        self._problems = OncePerKind(log, LOG_REPEAT_S)
 
         # Identifies this run of slouchd in every event: ``seq`` restarts at 1 with a new boot, so
         # consumers drop repeats by (boot, seq). Unix time of start, milliseconds.

@@ -45,11 +45,10 @@ import os
 import random
 import re
 import sys
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -58,6 +57,7 @@ from slouchd.sensors.base import SensorStatus
 from slouchd.sensors.decoders import ProfileDecoder
 from slouchd.sensors.profiles import Profile, Step, load_profiles, match_profile
 from slouchd.sensors.settings import BleSettings
+from slouchd.timing import Clock, SystemClock, within
 
 log = logging.getLogger(__name__)
 
@@ -107,59 +107,6 @@ class StepFailed(RuntimeError):
 
 class LinkLost(RuntimeError):
     """The sensor disconnected while the link was being set up."""
-
-
-class Clock(Protocol):
-    """Time for the session: injectable so tests run on a fake clock."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never jumps."""
-        ...
-
-    def wall(self) -> float:
-        """Unix time, seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-async def within(clock: Clock, aw: Awaitable[T], timeout_s: float) -> T:
-    """Await ``aw`` for at most ``timeout_s`` on ``clock``; TimeoutError (and cancel it) after.
-
-    A cancelled operation is not awaited: a D-Bus call that ignores cancellation must not hang us.
-    """
-    task = asyncio.ensure_future(aw)
-    timer = asyncio.ensure_future(clock.sleep(timeout_s))
-    try:
-        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        timer.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    task.add_done_callback(_consume_result)
-    raise TimeoutError(f"no answer within {timeout_s:g} s")
-
-
-def _consume_result(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 _ADAPTER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
