@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from slouchd import __version__
-from slouchd.publish.exposes import EVENT, EXPOSES, STATE, STATS, Expose
+from slouchd.publish.exposes import COMMANDS, EVENT, EXPOSES, STATE, STATS, Expose
 from slouchd.publish.topics import OFFLINE, ONLINE, Topics
 from slouchd.publish.wearer import WearerInfo
 
@@ -144,9 +144,10 @@ def _reads(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
 
 def _command(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
     """The options of a settable entity: where it sends and what it may send."""
-    spec, key = row.spec, row.command_key
-    if spec is None or key is None:
+    key = row.command_key
+    if key is None:
         return {}
+    spec = COMMANDS[key]  # the same entry the command parser checks against
     out: dict[str, Any] = {"command_topic": topics.command(wearer, key)}
     if row.platform == "button":
         out["payload_press"] = _PRESS
