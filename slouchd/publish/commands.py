@@ -18,8 +18,11 @@ Accepted keys (one or several in one JSON object)::
 plus two optional fields: ``"ts"`` (Unix time the command was made, seconds: refused when older
 than ``[mqtt] command_max_age_s``) and ``"id"`` (a string echoed in the reply).
 
-Bounds and choices of the detection keys are read from the ``DetectionSettings`` field metadata,
-so a command can never set what the config file could not.
+The keys, their types, bounds and choices come from the exposes table
+(:data:`slouchd.publish.exposes.COMMANDS`: ``DetectionSettings``' field metadata for the settings,
+``Actions``' for the rest) and each value is checked by :func:`slouchd.schema.check_value`, the
+check the config file goes through, so a command can never set what the config file could not
+(docs/homeassistant.md).
 """
 
 from __future__ import annotations

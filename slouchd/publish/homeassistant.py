@@ -11,9 +11,12 @@ will (is slouchd running and connected?) and, for entities that come from the se
 sensor-link topic (is the sensor in range and streaming?). Settings, daily totals and the event
 entity only need the bridge: they stay meaningful while the sensor is away.
 
+The entities come from one table, :data:`slouchd.publish.exposes.EXPOSES`; an entity whose
+capability the wearer's sensor lacks (a battery on the simulated wearer) is sent as a removal.
+
 Facts: https://www.home-assistant.io/integrations/mqtt/ (device discovery, availability) and the
 platform pages sensor.mqtt, binary_sensor.mqtt, event.mqtt, number.mqtt, select.mqtt, switch.mqtt,
-button.mqtt; ../shared/research/reliability-ecosystem.md section 3.
+button.mqtt; summed up, with how a component is removed, in docs/homeassistant.md.
 """
 
 from __future__ import annotations
