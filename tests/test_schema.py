@@ -43,14 +43,16 @@ META = {f.name: f.metadata for f in dataclasses.fields(Sample)}
     ("word", "c", "out_of_range", 'must be one of "a", "b"'),
     ("word", 3, "wrong_type", "must be a string"),
 ])
-def test_each_problem_has_a_kind_and_says_what_is_allowed(name: str, value: object, kind: str, why: str) -> None:
+def test_each_problem_has_a_kind_and_says_what_is_allowed(
+        name: str, value: object, kind: str, why: str) -> None:
     with pytest.raises(ValueProblem) as err:
         check_value(field_spec(Sample, name).type, value, META[name])
     assert (err.value.kind, err.value.why) == (kind, why)
 
 
 def test_good_values_pass_and_ints_become_floats() -> None:
-    assert check_value(float, 3, META["ratio"]) == 3.0 and isinstance(check_value(float, 3, META["ratio"]), float)
+    three = check_value(float, 3, META["ratio"])
+    assert three == 3.0 and isinstance(three, float)
     assert check_value(int, 9, META["count"]) == 9
     assert check_value(str, "b", META["word"]) == "b"
     assert check_value(bool, True, META["only_yes"]) is True
