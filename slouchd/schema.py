@@ -9,6 +9,10 @@ line naming the file, the dotted key, the bad value and what is allowed, for exa
 It checks every key before giving up, so a file with three mistakes gets three lines at once
 (one :class:`SettingsError` whose message has one line per problem, in file order).
 
+:func:`check_value` is the one check of a single value; MQTT commands use it too
+(``slouchd.publish.exposes``), so a command and the config file can never disagree. That is why
+this module is a little over 400 lines: the loader and the check are kept together.
+
 Pure Python: no I/O, so the posture engine may use it for its own settings.
 """
 
