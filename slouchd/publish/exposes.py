@@ -44,7 +44,7 @@ class Actions:
         True, choices=(True,),
         doc="true: drop the settings changed from Home Assistant; the config file's values apply")
     snooze_min: float = setting(
-        0.0, min=0, max=SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels")
+        0.0, min=0.0, max=SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels")
 
 
 @dataclass(frozen=True)
