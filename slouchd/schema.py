@@ -9,6 +9,10 @@ line naming the file, the dotted key, the bad value and what is allowed, for exa
 It checks every key before giving up, so a file with three mistakes gets three lines at once
 (one :class:`SettingsError` whose message has one line per problem, in file order).
 
+:func:`check_value` is the one check of a single value; MQTT commands use it too
+(``slouchd.publish.exposes``), so a command and the config file can never disagree. That is why
+this module is a little over 400 lines: the loader and the check are kept together.
+
 Pure Python: no I/O, so the posture engine may use it for its own settings.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -85,6 +90,11 @@ def _fmt_num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+def _is_dataclass_type(tp: Any) -> bool:
+    """A dataclass itself, not an instance (annotations are types)."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if tp is bool:
@@ -97,7 +107,7 @@ def _type_name(tp: Any) -> str:
         return "a string"
     if origin is list:
         return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ')}s"
-    if dataclasses.is_dataclass(tp):
+    if _is_dataclass_type(tp):
         return "a table"
     return str(tp)
 
@@ -124,37 +134,14 @@ class _Recorded(SettingsError):
 
 def _convert(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) -> Any:
     origin = typing.get_origin(tp)
-    secret = bool(meta.get("secret"))
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        # Try each alternative; report the first one's error if none fits.
-        first: SettingsError | None = None
-        for alt in args:
-            try:
-                return _convert(alt, value, key, meta, ctx)
-            except SettingsError as err:
-                first = first or err
-        assert first is not None
-        raise first
-    if dataclasses.is_dataclass(tp):
+        return _convert_union(tp, value, key, meta, ctx)
+    if _is_dataclass_type(tp):
         if not isinstance(value, Mapping):
             raise ctx.fail(key, value, "must be a table")
         return _build(tp, value, key + ".", ctx)
     if origin is list:
-        (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ctx.fail(key, value, f"must be {_type_name(tp)}", secret)
-        # Bounds, choices and patterns of a list setting apply to each item; a bad item is
-        # recorded and left out, so the items after it are checked too.
-        items = []
-        for i, v in enumerate(value):
-            try:
-                items.append(_convert(item_tp, v, f"{key}[{i}]", meta, ctx))
-            except SettingsError as err:
-                ctx.record(err)
-        return items
+        return _convert_list(tp, value, key, meta, ctx)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ctx.fail(key, value, "must be a table")
@@ -162,36 +149,171 @@ def _convert(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) 
     return _check(tp, value, key, meta, ctx)
 
 
+def _convert_union(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) -> Any:
+    """``X | None`` and other unions: None, or the first alternative that fits; else the first
+    alternative's complaint."""
+    if value is None:
+        return None
+    first: SettingsError | None = None
+    for alt in (a for a in typing.get_args(tp) if a is not type(None)):
+        try:
+            return _convert(alt, value, key, meta, ctx)
+        except SettingsError as err:
+            first = first or err
+    assert first is not None
+    raise first
+
+
+def _convert_list(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) -> list[Any]:
+    """Bounds, choices and patterns of a list setting apply to each item; a bad item is recorded
+    and left out, so the items after it are checked too."""
+    (item_tp,) = typing.get_args(tp)
+    if not isinstance(value, list):
+        raise ctx.fail(key, value, f"must be {_type_name(tp)}", bool(meta.get("secret")))
+    items = []
+    for i, v in enumerate(value):
+        try:
+            items.append(_convert(item_tp, v, f"{key}[{i}]", meta, ctx))
+        except SettingsError as err:
+            ctx.record(err)
+    return items
+
+
 def _check(tp: Any, value: Any, key: str, meta: Mapping[str, Any], ctx: _Ctx) -> Any:
-    secret = bool(meta.get("secret"))
-    shown = value  # report what the user wrote, not the converted value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ctx.fail(key, value, "must be true or false", secret)
-    elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.fail(key, value, f"must be an integer{_range_hint(meta)}", secret)
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ctx.fail(key, value, f"must be a number{_range_hint(meta)}", secret)
-        value = float(value)
-    elif tp is str and not isinstance(value, str):
-        raise ctx.fail(key, value, "must be a string", secret)
+    try:
+        return check_value(tp, value, meta)
+    except ValueProblem as problem:
+        # Report what the user wrote, not the converted value.
+        raise ctx.fail(key, value, problem.why, bool(meta.get("secret"))) from None
+
+
+class ValueProblem(ValueError):
+    """One value that does not fit its setting, said without the key or the value (the caller
+    knows where the value came from: a config file line, an MQTT command...).
+
+    Attributes:
+        kind: ``"wrong_type"``, ``"not_finite"`` (NaN or infinity) or ``"out_of_range"``
+            (bounds, choices, pattern, or an integer too big for a float).
+        why: what is allowed, e.g. ``"must be 3..60"``.
+    """
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(why)
+        self.kind = kind
+        self.why = why
+
+
+def check_value(tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    """The one check of a single value against its type and :func:`setting` metadata.
+
+    Used for config files (through :func:`build`) and for MQTT commands alike, so a command can
+    never set what the config file could not.
+
+    Args:
+        tp: ``bool``, ``int``, ``float`` or ``str`` (other types only get the metadata checks).
+        value: the value as parsed from TOML or JSON.
+        meta: the field's metadata (``min``, ``max``, ``choices``, ``pattern``).
+
+    Returns:
+        The value, an int converted to float for a ``float`` setting.
+
+    Raises:
+        ValueProblem: with the kind of problem and what is allowed.
+    """
+    value = _check_type(tp, value, meta)
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, int | float) and not isinstance(value, bool) and (
-        (lo is not None and value < lo) or (hi is not None and value > hi)
-        or value != value  # NaN
-    ):
-        raise ctx.fail(key, shown, f"must be {_bounds(lo, hi)}", secret)
+            (lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise ValueProblem("out_of_range", f"must be {_bounds(lo, hi)}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
+        if len(choices) == 1:
+            raise ValueProblem("out_of_range", f"must be {_fmt(choices[0])}")
         allowed = ", ".join(_fmt(c) for c in choices)
         hint = _did_you_mean(str(value), [str(c) for c in choices])
-        raise ctx.fail(key, value, f"must be one of {allowed}{hint}", secret)
+        raise ValueProblem("out_of_range", f"must be one of {allowed}{hint}")
     pattern = meta.get("pattern")
     if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
-        raise ctx.fail(key, value, f"must match {pattern}", secret)
+        raise ValueProblem("out_of_range", f"must match {pattern}")
     return value
+
+
+def _check_type(tp: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    # bool is an int in Python: true must never mean 1 (or 1 degree).
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is bool and not isinstance(value, bool):
+        raise ValueProblem("wrong_type", "must be true or false")
+    if tp is int and not (is_number and isinstance(value, int)):
+        raise ValueProblem("wrong_type", f"must be an integer{_range_hint(meta)}")
+    if tp is float:
+        if not is_number:
+            raise ValueProblem("wrong_type", f"must be a number{_range_hint(meta)}")
+        return _finite(value, meta)
+    if tp is str and not isinstance(value, str):
+        raise ValueProblem("wrong_type", "must be a string")
+    return value
+
+
+def _finite(value: float, meta: Mapping[str, Any]) -> float:
+    """``value`` as a finite float. A 400-digit integer overflows a float: out of range, not a
+    crash (``float()`` raises OverflowError)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        lo, hi = meta.get("min"), meta.get("max")
+        bounded = lo is not None or hi is not None
+        raise ValueProblem("out_of_range", f"must be {_bounds(lo, hi)}" if bounded
+                           else "must be a number of at most 308 digits") from None
+    if not math.isfinite(number):
+        raise ValueProblem("not_finite", f"must be a finite number{_range_hint(meta)}")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One setting's type and metadata, read from its dataclass (see :func:`field_spec`).
+
+    Attributes:
+        name: the field name (``threshold_deg``).
+        type: its annotation (``float``).
+        meta: its :func:`setting` metadata.
+    """
+
+    name: str
+    type: Any
+    meta: Mapping[str, Any]
+
+    @property
+    def lo(self) -> float | None:
+        """Inclusive lower bound, or None."""
+        return self.meta.get("min")
+
+    @property
+    def hi(self) -> float | None:
+        """Inclusive upper bound, or None."""
+        return self.meta.get("max")
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        return self.meta.get("choices")
+
+    @property
+    def doc(self) -> str:
+        return str(self.meta.get("doc", ""))
+
+    def check(self, value: Any) -> Any:
+        """:func:`check_value` for this field."""
+        return check_value(self.type, value, self.meta)
+
+
+def field_spec(cls: type, name: str) -> FieldSpec:
+    """The type and metadata of the setting ``name`` of dataclass ``cls``.
+
+    Raises:
+        KeyError: ``cls`` has no such field.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return FieldSpec(name, typing.get_type_hints(cls)[name], fields[name].metadata)
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:
@@ -317,11 +439,11 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
+        if _is_dataclass_type(tp):
             out.extend(describe(tp, f"{prefix}{f.name}."))
             continue
         args = typing.get_args(tp)
-        if typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
+        if typing.get_origin(tp) is list and args and _is_dataclass_type(args[0]):
             out.extend(describe(args[0], f"{prefix}{f.name}[]."))
             continue
         default = f.default if f.default is not _MISSING else (

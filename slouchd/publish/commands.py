@@ -18,62 +18,37 @@ Accepted keys (one or several in one JSON object)::
 plus two optional fields: ``"ts"`` (Unix time the command was made, seconds: refused when older
 than ``[mqtt] command_max_age_s``) and ``"id"`` (a string echoed in the reply).
 
-Bounds and choices of the detection keys are read from the ``DetectionSettings`` field metadata,
-so a command can never set what the config file could not.
+The keys, their types, bounds and choices come from the exposes table
+(:data:`slouchd.publish.exposes.COMMANDS`: ``DetectionSettings``' field metadata for the settings,
+``Actions``' for the rest) and each value is checked by :func:`slouchd.schema.check_value`, the
+check the config file goes through, so a command can never set what the config file could not
+(docs/homeassistant.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from slouchd.posture.settings import DetectionSettings
+from slouchd.publish.exposes import COMMANDS, SETTING_KEYS, SNOOZE_MAX_MIN
+from slouchd.schema import ValueProblem
+
+__all__ = ["COMMAND_KEYS", "DROP_PAYLOAD_BYTES", "MAX_KEYS", "MAX_PAYLOAD_BYTES", "SETTING_KEYS",
+           "SNOOZE_MAX_MIN", "SPECS", "Command", "CommandRefused", "CommandResult", "parse_command"]
 
 MAX_PAYLOAD_BYTES = 1024
 """Larger command payloads are refused with a reply (``oversized``)."""
 DROP_PAYLOAD_BYTES = 4096
 """Larger payloads on a command topic are dropped before they are looked at: no parsing, no
 reply (a flood of them must cost nothing), only counted by the publisher."""
-# A snooze longer than a day is a forgotten snooze: switch alerts off instead.
-SNOOZE_MAX_MIN = 1440.0
 ID_MAX_CHARS = 64
 
-_DETECTION_FIELDS = {f.name: f for f in dataclasses.fields(DetectionSettings)}
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What one command key accepts."""
-
-    kind: type  # bool, float or str
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple[str, ...] | None = None
-    doc: str = ""
-
-
-def _from_detection(name: str, kind: type) -> _Spec:
-    meta = _DETECTION_FIELDS[name].metadata
-    return _Spec(kind, meta.get("min"), meta.get("max"), meta.get("choices"), meta.get("doc", ""))
-
-
-SPECS: dict[str, _Spec] = {
-    "calibrate": _Spec(bool, doc="true: take the current posture as upright"),
-    "use_file_settings": _Spec(bool, doc="true: drop the settings changed from Home Assistant; "
-                                         "the config file's values apply"),
-    "threshold_deg": _from_detection("threshold_deg", float),
-    "dwell_s": _from_detection("dwell_s", float),
-    "snooze_min": _Spec(float, 0.0, SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels"),
-    "alerts_enabled": _from_detection("alerts_enabled", bool),
-    "mode": _from_detection("mode", str),
-}
+SPECS = COMMANDS
+"""Command key -> its settings field (type, bounds, choices), from the exposes table."""
 COMMAND_KEYS = tuple(SPECS)
-# Keys that change DetectionSettings (the rest are actions: calibrate, use_file_settings, snooze_min).
-SETTING_KEYS = tuple(k for k in COMMAND_KEYS if k in _DETECTION_FIELDS)
 META_KEYS = ("ts", "id")
 MAX_KEYS = len(COMMAND_KEYS) + len(META_KEYS)
 
@@ -174,39 +149,24 @@ def _decode(payload: bytes) -> Any:
 
 
 def _check_value(key: str, value: Any) -> Any:
-    spec = SPECS[key]
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise CommandRefused("wrong_type", f"{key} must be true or false")
-        if key in ("calibrate", "use_file_settings") and value is not True:
-            raise CommandRefused("out_of_range", f"{key} must be true")
-        return value
-    if spec.kind is float:
-        # bool is an int in Python; true must not mean 1 degree.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CommandRefused("wrong_type", f"{key} must be a number")
-        number = _finite_number(value)
-        if number is None:
-            if isinstance(value, int):
-                raise CommandRefused("out_of_range", f"{key} is far out of range")
-            raise CommandRefused("not_finite", f"{key} must be a finite number")
-        if (spec.lo is not None and number < spec.lo) or (spec.hi is not None and number > spec.hi):
-            raise CommandRefused("out_of_range", f"{key} = {_num(number)}: must be "
-                                 f"{_num(spec.lo)}..{_num(spec.hi)}")
-        return number
-    if not isinstance(value, str):
-        raise CommandRefused("wrong_type", f"{key} must be a string")
-    if spec.choices is not None and value not in spec.choices:
-        allowed = ", ".join(spec.choices)
-        raise CommandRefused("out_of_range", f'{key} = "{_clip(value)}": must be one of {allowed}')
-    return value
+    """``value`` checked by the one validator (slouchd.schema) against the key's settings field."""
+    try:
+        return SPECS[key].check(value)
+    except ValueProblem as problem:
+        raise CommandRefused(problem.kind, f"{key} = {_shown(value)}: {problem.why}") from None
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return "?"
-    # Short whatever the size: 1e300 is written as such, not as 301 digits.
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+def _shown(value: Any) -> str:
+    """A refused JSON value, short whatever its size (a 400-digit number is not echoed whole)."""
+    if isinstance(value, str):
+        return f'"{_clip(value)}"'
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return _clip(str(value), 20)
+    return "{...}" if isinstance(value, dict) else "[...]"
 
 
 def parse_command(
@@ -238,26 +198,37 @@ def parse_command(
     if not payload.strip():
         raise CommandRefused("empty", "payload is empty")
     if key is not None:
-        if key not in SPECS:
-            raise CommandRefused("unknown_key", f'unknown command "{_clip(key)}" '
-                                 f"(known: {', '.join(COMMAND_KEYS)})")
-        try:
-            value = _decode(payload)
-        except CommandRefused as err:
-            if err.kind != "not_json" or SPECS[key].kind is not str:
-                raise
-            value = payload.decode("utf-8").strip()  # _decode proved it is UTF-8
-        return Command({key: _check_value(key, value)})
+        return _parse_one(payload, key)
+    return _parse_object(_decode(payload), now_s, max_age_s)
 
-    data = _decode(payload)
+
+def _known() -> str:
+    return f"known: {', '.join(COMMAND_KEYS)}"
+
+
+def _parse_one(payload: bytes, key: str) -> Command:
+    """A ``…/set/<key>`` payload: one JSON value, or a bare word for a string key (HA's select
+    sends ``tracking``, not ``"tracking"``)."""
+    if key not in SPECS:
+        raise CommandRefused("unknown_key", f'unknown command "{_clip(key)}" ({_known()})')
+    try:
+        value = _decode(payload)
+    except CommandRefused as err:
+        if err.kind != "not_json" or SPECS[key].type is not str:
+            raise
+        value = payload.decode("utf-8").strip()  # _decode proved it is UTF-8
+    return Command({key: _check_value(key, value)})
+
+
+def _parse_object(data: Any, now_s: float | None, max_age_s: float) -> Command:
+    """A ``…/set`` payload: a JSON object of command keys, ``"ts"`` and ``"id"``."""
     if not isinstance(data, dict):
         raise CommandRefused("not_object", 'payload must be a JSON object such as {"snooze_min": 30}')
     if len(data) > MAX_KEYS:
         raise CommandRefused("too_many_keys", f"{len(data)} keys (max {MAX_KEYS})")
     unknown = [k for k in data if k not in SPECS and k not in META_KEYS]
     if unknown:
-        raise CommandRefused("unknown_key", f'unknown key "{_clip(unknown[0])}" '
-                             f"(known: {', '.join(COMMAND_KEYS)})")
+        raise CommandRefused("unknown_key", f'unknown key "{_clip(unknown[0])}" ({_known()})')
     request_id = data.get("id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > ID_MAX_CHARS):
         raise CommandRefused("wrong_type", f"id must be a string of at most {ID_MAX_CHARS} characters")
@@ -266,7 +237,7 @@ def parse_command(
             _check_age(data["ts"], now_s, max_age_s)
         values = {k: _check_value(k, v) for k, v in data.items() if k in SPECS}
         if not values:
-            raise CommandRefused("empty", f"no command in the payload (known: {', '.join(COMMAND_KEYS)})")
+            raise CommandRefused("empty", f"no command in the payload ({_known()})")
     except CommandRefused as err:
         err.request_id = request_id  # the sender matches the refusal to its request
         raise

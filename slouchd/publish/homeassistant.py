@@ -11,9 +11,12 @@ will (is slouchd running and connected?) and, for entities that come from the se
 sensor-link topic (is the sensor in range and streaming?). Settings, daily totals and the event
 entity only need the bridge: they stay meaningful while the sensor is away.
 
+The entities come from one table, :data:`slouchd.publish.exposes.EXPOSES`; an entity whose
+capability the wearer's sensor lacks (a battery on the simulated wearer) is sent as a removal.
+
 Facts: https://www.home-assistant.io/integrations/mqtt/ (device discovery, availability) and the
 platform pages sensor.mqtt, binary_sensor.mqtt, event.mqtt, number.mqtt, select.mqtt, switch.mqtt,
-button.mqtt; ../shared/research/reliability-ecosystem.md section 3.
+button.mqtt; summed up, with how a component is removed, in docs/homeassistant.md.
 """
 
 from __future__ import annotations
@@ -22,19 +25,12 @@ import json
 from typing import Any
 
 from slouchd import __version__
-from slouchd.model import Activity, EventKind, Posture
-from slouchd.publish.commands import SPECS
+from slouchd.publish.exposes import COMMANDS, EVENT, EXPOSES, STATE, STATS, Expose
 from slouchd.publish.topics import OFFLINE, ONLINE, Topics
 from slouchd.publish.wearer import WearerInfo
 
 ORIGIN_NAME = "slouchd"
 ID_PREFIX = "slouchd"
-
-
-def _field(key: str) -> str:
-    """A value template reading one JSON field; a missing or null field renders "None", which
-    Home Assistant shows as unknown (instead of logging a template error on every message)."""
-    return f"{{{{ value_json.{key} | default(none) }}}}"
 
 
 def device_id(info: WearerInfo) -> str:
@@ -109,136 +105,111 @@ def status_topic(prefix: str, configured: str = "") -> str:
     return configured or f"{prefix}/status"
 
 
-def discovery_payload(info: WearerInfo, topics: Topics, expire_after_s: int,
-                      version: str = __version__) -> dict[str, Any]:
-    """The device discovery JSON for one wearer (see the module docstring)."""
+def _field(key: str) -> str:
+    """A value template reading one JSON field; a missing or null field renders "None", which
+    Home Assistant shows as unknown (instead of logging a template error on every message)."""
+    return f"{{{{ value_json.{key} | default(none) }}}}"
+
+
+def _value_template(row: Expose) -> str:
+    """How ``row`` reads its key: binary sensors and switches map it to their payloads."""
+    key = row.key
+    if row.platform == "binary_sensor":
+        test = f"value_json.{key}" if row.on_value is None else f"value_json.{key} == '{row.on_value}'"
+        return f"{{{{ 'ON' if {test} else 'OFF' }}}}"
+    if row.platform == "switch":
+        # payload_on/off are JSON, so …/set/alerts_enabled gets a JSON boolean like every command.
+        return f"{{{{ '{_TRUE}' if value_json.{key} else '{_FALSE}' }}}}"
+    return _field(str(key))
+
+
+_TRUE, _FALSE = "true", "false"
+_PRESS = "true"  # a button sends a JSON true, like {"calibrate": true}
+
+
+def _topic(row: Expose, topics: Topics, wearer: str) -> str:
+    return {STATE: topics.state, STATS: topics.stats, EVENT: topics.event}[row.topic](wearer)
+
+
+def _reads(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
+    """The options that say what the entity reads (state, attributes, event types)."""
+    if row.platform == "button":
+        return {}
+    state_t = _topic(row, topics, wearer)
+    if row.platform == "event":
+        return {"state_topic": state_t, "event_types": list(row.options or ())}
+    out: dict[str, Any] = {"state_topic": state_t, "value_template": _value_template(row)}
+    if row.attributes is not None:
+        out["json_attributes_topic"] = state_t
+        out["json_attributes_template"] = f"{{{{ value_json.{row.attributes} | tojson }}}}"
+    return out
+
+
+def _command(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
+    """The options of a settable entity: where it sends and what it may send."""
+    key = row.command_key
+    if key is None:
+        return {}
+    spec = COMMANDS[key]  # the same entry the command parser checks against
+    out: dict[str, Any] = {"command_topic": topics.command(wearer, key)}
+    if row.platform == "button":
+        out["payload_press"] = _PRESS
+    elif row.platform == "switch":
+        out.update(payload_on=_TRUE, payload_off=_FALSE)
+    elif row.platform == "select":
+        out["options"] = list(spec.choices or ())
+    elif row.platform == "number":
+        out.update(min=spec.lo, max=spec.hi, step=row.step, mode="box")
+    return out
+
+
+# Options taken as they are from the row, in this order in the message.
+_PLAIN = (("icon", "icon"), ("device_class", "device_class"), ("unit_of_measurement", "unit"),
+          ("state_class", "state_class"), ("suggested_display_precision", "precision"),
+          ("entity_category", "entity_category"))
+
+
+def component(row: Expose, info: WearerInfo, topics: Topics, expire_after_s: int) -> dict[str, Any]:
+    """One entity of the discovery message (see :func:`discovery_payload`)."""
     w = info.name
-    dev_id = device_id(info)
+    comp: dict[str, Any] = {"platform": row.platform, "unique_id": f"{device_id(info)}_{row.component}",
+                            "name": row.name}
+    comp.update((ha, getattr(row, attr)) for ha, attr in _PLAIN if getattr(row, attr) is not None)
+    if row.platform == "sensor" and row.options is not None:
+        comp["options"] = list(row.options)
+    comp.update(_command(row, topics, w))
+    comp.update(_reads(row, topics, w))
+    if not row.enabled:
+        comp["enabled_by_default"] = False
+    if row.expires:
+        comp["expire_after"] = expire_after_s
     bridge = {"topic": topics.bridge_state, "payload_available": ONLINE,
               "payload_not_available": OFFLINE}
     link = {"topic": topics.availability(w), "payload_available": ONLINE,
             "payload_not_available": OFFLINE}
-    sensor_link = {"availability": [bridge, link], "availability_mode": "all"}
-    bridge_only = {"availability": [bridge], "availability_mode": "all"}
-    state_t, stats_t = topics.state(w), topics.stats(w)
-    expires = {"expire_after": expire_after_s}
-    angle = {"unit_of_measurement": "°", "state_class": "measurement",
-             "suggested_display_precision": 1}
-    minutes = {"device_class": "duration", "unit_of_measurement": "min",
-               "suggested_display_precision": 0}
-    diagnostic = {"entity_category": "diagnostic"}
+    comp["availability"] = [bridge, link] if row.link else [bridge]
+    comp["availability_mode"] = "all"
+    return comp
 
-    def entity(platform: str, cid: str, name: str, avail: dict[str, Any],
-               **options: Any) -> dict[str, Any]:
-        return {"platform": platform, "unique_id": f"{dev_id}_{cid}", "name": name,
-                **options, **avail}
 
-    def reads(topic: str, template: str) -> dict[str, Any]:
-        return {"state_topic": topic, "value_template": template}
+def discovery_payload(info: WearerInfo, topics: Topics, expire_after_s: int,
+                      version: str = __version__) -> dict[str, Any]:
+    """The device discovery JSON for one wearer (see the module docstring), made from
+    :data:`slouchd.publish.exposes.EXPOSES`.
 
-    def number(cid: str, key: str, name: str, unit: str, step: float,
-               **options: Any) -> dict[str, Any]:
-        spec = SPECS[key]
-        return entity("number", cid, name, bridge_only, command_topic=topics.command(w, key),
-                      **reads(state_t, _field(key)), min=spec.lo, max=spec.hi, step=step,
-                      mode="box", unit_of_measurement=unit, **options)
-
-    components: dict[str, dict[str, Any]] = {
-        "flexion": entity("sensor", "flexion", "Flexion", sensor_link, icon="mdi:human-handsdown",
-                          **reads(state_t, _field("flexion_deg")), **angle, **expires),
-        "lateral": entity("sensor", "lateral", "Sideways lean", sensor_link, icon="mdi:angle-acute",
-                          **reads(state_t, _field("lateral_deg")), **angle, **expires),
-        "posture": entity("sensor", "posture", "Posture", sensor_link, icon="mdi:human",
-                          device_class="enum", options=[p.value for p in Posture],
-                          **reads(state_t, _field("posture")), **expires),
-        "slouching": entity("binary_sensor", "slouching", "Slouching", sensor_link,
-                            device_class="problem", **reads(
-                                state_t, "{{ 'ON' if value_json.posture == 'slouching' else 'OFF' }}"),
-                            **expires),
-        "activity": entity("sensor", "activity", "Activity", sensor_link, icon="mdi:walk",
-                           device_class="enum", options=[a.value for a in Activity],
-                           **reads(state_t, _field("activity")), **expires),
-        "sitting": entity("sensor", "sitting", "Sitting time", sensor_link,
-                          icon="mdi:seat-recline-normal", **minutes, state_class="measurement",
-                          **reads(state_t, _field("sitting_min"))),
-        "alert": entity("event", "alert", "Alert", bridge_only, icon="mdi:bell-alert",
-                        state_topic=topics.event(w), event_types=[k.value for k in EventKind]),
-        "upright_today": entity("sensor", "upright_today", "Upright today", bridge_only,
-                                icon="mdi:human-male-height", unit_of_measurement="%",
-                                state_class="measurement", suggested_display_precision=0,
-                                **reads(stats_t, _field("upright_pct"))),
-        "slouched_today": entity("sensor", "slouched_today", "Slouched today", bridge_only,
-                                 **minutes, state_class="total_increasing",
-                                 **reads(stats_t, _field("slouched_min"))),
-        "sitting_today": entity("sensor", "sitting_today", "Sitting today", bridge_only,
-                                **minutes, state_class="total_increasing",
-                                **reads(stats_t, _field("sitting_min"))),
-        "alerts_today": entity("sensor", "alerts_today", "Alerts today", bridge_only,
-                               icon="mdi:bell-ring", state_class="total_increasing",
-                               **reads(stats_t, _field("alerts"))),
-        "calibrate": entity("button", "calibrate", "Calibrate upright", sensor_link,
-                            icon="mdi:target", command_topic=topics.command(w, "calibrate"),
-                            payload_press="true", entity_category="config"),
-        "use_file_settings": entity("button", "use_file_settings", "Use config file settings",
-                                    sensor_link, icon="mdi:file-restore",
-                                    command_topic=topics.command(w, "use_file_settings"),
-                                    payload_press="true", entity_category="config"),
-        "threshold": number("threshold", "threshold_deg", "Slouch threshold", "°", 0.5,
-                            entity_category="config"),
-        "dwell": number("dwell", "dwell_s", "Slouch dwell", "s", 1, entity_category="config"),
-        "snooze": number("snooze", "snooze_min", "Snooze", "min", 5),
-        # payload_on/off are JSON, so …/set/alerts_enabled gets a JSON boolean like every command.
-        "alerts": entity("switch", "alerts", "Alerts", bridge_only, icon="mdi:bell",
-                         command_topic=topics.command(w, "alerts_enabled"),
-                         payload_on="true", payload_off="false", **reads(
-                             state_t, "{{ 'true' if value_json.alerts_enabled else 'false' }}")),
-        "mode": entity("select", "mode", "Mode", bridge_only, icon="mdi:school",
-                       command_topic=topics.command(w, "mode"),
-                       options=list(SPECS["mode"].choices or ()), **reads(state_t, _field("mode")),
-                       entity_category="config"),
-        "battery": entity("sensor", "battery", "Battery", sensor_link, device_class="battery",
-                          unit_of_measurement="%", state_class="measurement", **diagnostic,
-                          **reads(state_t, _field("battery"))),
-        "rssi": entity("sensor", "rssi", "Signal", sensor_link, device_class="signal_strength",
-                       unit_of_measurement="dBm", state_class="measurement", **diagnostic,
-                       enabled_by_default=False, **reads(state_t, _field("rssi"))),
-        "reconnects": entity("sensor", "reconnects", "Sensor reconnects", bridge_only,
-                             icon="mdi:bluetooth-connect", state_class="total_increasing",
-                             **diagnostic, **reads(state_t, _field("reconnects"))),
-        "packets": entity("sensor", "packets", "Packets received", bridge_only,
-                          icon="mdi:package-variant", state_class="total_increasing",
-                          **diagnostic, enabled_by_default=False, **reads(state_t, _field("packets"))),
-        # The count, with the reasons (short, garbage, duplicate, haptic ...) as its attributes.
-        "packets_dropped": entity("sensor", "packets_dropped", "Packets dropped", bridge_only,
-                                  icon="mdi:package-variant-remove", state_class="total_increasing",
-                                  **diagnostic, enabled_by_default=False,
-                                  json_attributes_topic=state_t,
-                                  json_attributes_template="{{ value_json.dropped_by_reason | tojson }}",
-                                  **reads(state_t, _field("dropped"))),
-        "task_restarts": entity("sensor", "task_restarts", "Sensor task restarts", bridge_only,
-                                icon="mdi:restart-alert", state_class="total_increasing",
-                                **diagnostic, enabled_by_default=False,
-                                **reads(state_t, _field("task_restarts"))),
-        # What the gateway refused or dropped from outside (commands, oversized payloads, sd_notify
-        # messages): the total as the state, each counter as an attribute.
-        "gateway_drops": entity("sensor", "gateway_drops", "Gateway refusals and drops", bridge_only,
-                                icon="mdi:shield-alert", state_class="total_increasing",
-                                **diagnostic, enabled_by_default=False,
-                                json_attributes_topic=state_t,
-                                json_attributes_template="{{ value_json.gateway | tojson }}",
-                                **reads(state_t, _field("gateway_drops"))),
-        "mqtt_queue": entity("sensor", "mqtt_queue", "MQTT queue", bridge_only,
-                             icon="mdi:tray-full", state_class="measurement", **diagnostic,
-                             enabled_by_default=False, **reads(state_t, _field("mqtt_queue"))),
-        "worn": entity("binary_sensor", "worn", "Worn", sensor_link, icon="mdi:tshirt-crew",
-                       **diagnostic, **reads(state_t, "{{ 'ON' if value_json.worn else 'OFF' }}")),
-        "calibrated": entity("binary_sensor", "calibrated", "Calibrated", sensor_link,
-                             icon="mdi:target-account", **diagnostic,
-                             **reads(state_t, "{{ 'ON' if value_json.calibrated else 'OFF' }}")),
-    }
+    A row whose capability the wearer's sensor lacks is sent as ``{"platform": ...}`` alone:
+    Home Assistant removes that entity if an earlier discovery created it, and creates nothing
+    otherwise (docs/homeassistant.md, "Capabilities").
+    """
+    components: dict[str, dict[str, Any]] = {}
+    for row in EXPOSES:
+        if row.needs is not None and row.needs not in info.capabilities:
+            components[row.component] = {"platform": row.platform}
+        else:
+            components[row.component] = component(row, info, topics, expire_after_s)
     device: dict[str, Any] = {
-        "identifiers": [dev_id],
-        "name": f"slouchd {w}",
+        "identifiers": [device_id(info)],
+        "name": f"slouchd {info.name}",
         "manufacturer": info.manufacturer or "slouchd",
         "model": info.model or ("Simulated wearer" if info.sensor_id.startswith("sim-") else
                                 "Back posture sensor"),

@@ -6,11 +6,17 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from slouchd.posture.settings import DetectionSettings
 
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+
+BATTERY = "battery"
+"""Capability: the sensor reports a battery level (the state's ``battery``)."""
+RSSI = "rssi"
+"""Capability: the sensor is heard over radio, so a signal strength exists (the state's ``rssi``)."""
+ALL_CAPABILITIES: frozenset[str] = frozenset({BATTERY, RSSI})
 
 # The detection settings that commands change and that the state JSON reports as "in force".
 STATE_SETTINGS = ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled")
@@ -52,6 +58,45 @@ def first_sensor_id_clash(wearers: Sequence[tuple[str, str]]) -> tuple[int, int,
     return None
 
 
+class DeclaresBattery(Protocol):
+    """What :func:`sensor_capabilities` reads of a firmware profile
+    (:class:`slouchd.sensors.profiles.Profile`): its ``[battery]`` table, or None."""
+
+    @property
+    def battery(self) -> object | None: ...
+
+
+def sensor_capabilities(sensor: str, profile: DeclaresBattery | None) -> frozenset[str]:
+    """What a wearer's configured source can ever report, beyond the posture itself.
+
+    * ``simulated`` and ``replay:PATH``: no battery and no radio (a recording holds only samples).
+    * a BLE sensor: a signal strength (from its advertisements), and a battery level when its
+      firmware profile declares a ``[battery]`` characteristic. With no profile configured
+      (matched when the sensor is found) a battery may exist, so it is assumed.
+
+    Pure: the caller loads the profile. Home Assistant gets no entity for a capability that is
+    missing (docs/homeassistant.md, "Capabilities").
+
+    Args:
+        sensor: the ``[[wearers]] sensor`` value.
+        profile: the wearer's firmware profile, None when none is configured.
+
+    Returns:
+        A subset of :data:`ALL_CAPABILITIES`.
+    """
+    s = sensor.strip().lower()
+    if s == "simulated" or s.startswith("replay:"):
+        return frozenset()
+    if profile is not None and profile.battery is None:
+        return frozenset({RSSI})
+    return ALL_CAPABILITIES
+
+
+def battery_can_exist(sensor: str, profile: DeclaresBattery | None) -> bool:
+    """Whether a battery level can ever come from this source (see :func:`sensor_capabilities`)."""
+    return BATTERY in sensor_capabilities(sensor, profile)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -68,6 +113,8 @@ class WearerInfo:
         profile: firmware profile name, shown as the device's hardware version.
         sw_version: sensor firmware version, if known.
         detection: the detection settings in force for this wearer (global plus overrides).
+        capabilities: what the sensor can report beyond posture (:data:`BATTERY`, :data:`RSSI`;
+            see :func:`sensor_capabilities`); Home Assistant gets no entity for the others.
     """
 
     name: str
@@ -77,6 +124,11 @@ class WearerInfo:
     profile: str = ""
     sw_version: str = ""
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+
+    @property
+    def has_battery(self) -> bool:
+        return BATTERY in self.capabilities
 
     def settings_state(self) -> dict[str, Any]:
         """The settings part of the state JSON: what the number/switch/select entities show."""
