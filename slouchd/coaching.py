@@ -328,7 +328,11 @@ class CoachRuntime:
             self._close(tot, out)
 
     def _close(self, tot: DayTotals, out: CoachOutput | None) -> None:
-        """Close the day of ``tot``: goal, streak, history record; the next day starts empty."""
+        """Close the day of ``tot``: goal, streak, history record; the next day starts empty.
+
+        A day closed already (a restart replaying the same midnight) is left as it was."""
+        if self.streak.last_day and tot.date <= self.streak.last_day:
+            return
         goal = day_result(tot.upright_s, tot.slouched_s, self.tally.counted, self.settings.goal)
         self.streak.close_day(tot.date, goal)
         counts = self.today if self.today.date in ("", tot.date) else None

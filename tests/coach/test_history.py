@@ -26,8 +26,8 @@ def days_from(start: str, n: int) -> list[str]:
 def filled(n: int, keep_days: int = 120) -> History:
     h = History(keep_days)
     for k, d in enumerate(days_from("2025-01-01", n)):
-        h.put(DayRecord.of(d, upright_s=3000.0 + k, slouched_s=600.0, sitting_s=4000.0, alerts=k % 7, breaks=3,
-                        goal_met=k % 3 == 0, streak=k % 5))
+        h.put(DayRecord.of(d, upright_s=3000.0 + k, slouched_s=600.0, sitting_s=4000.0, alerts=k % 7,
+                           breaks=3, goal_met=k % 3 == 0, streak=k % 5))
     return h
 
 
