@@ -399,17 +399,9 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
             if judge is None:
                 if f.t_s < wearer.session_start_s or not f.calibrated:
                     continue
-                if coach is not None:
-                    new = _as_stretch_events(coach.start_stretch(f.t_s, "sim").events)
-                    judge = coach.judge
-                    assert judge is not None
-                else:
-                    judge = sj.StretchJudge(steps, settings, session="sim", t_start_s=f.t_s)
-                    new = judge.start()
-            elif coach is not None:
-                new = _as_stretch_events(coach.process([f], []).events)
+                judge, new = _start(coach, steps, settings, f.t_s)
             else:
-                new = judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
+                new = _feed(coach, judge, f)
             for ev in new:
                 if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
                     open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
@@ -491,6 +483,24 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
                 run.coach_events += started.events
                 wearer.react(_as_stretch_events(started.events))
     return run
+
+
+def _start(coach: Any, steps: list[Stretch], settings: sj.StretchSettings,
+           t_s: float) -> tuple[sj.StretchJudge, list[sj.StretchEvent]]:
+    """Start the session at ``t_s``: through the runtime when there is one, else a bare judge."""
+    if coach is not None:
+        new = _as_stretch_events(coach.start_stretch(t_s, "sim").events)
+        assert coach.judge is not None
+        return coach.judge, new
+    judge = sj.StretchJudge(steps, settings, session="sim", t_start_s=t_s)
+    return judge, judge.start()
+
+
+def _feed(coach: Any, judge: sj.StretchJudge, f: Any) -> list[sj.StretchEvent]:
+    """One frame into the runtime (or the bare judge); the stretch events it produced."""
+    if coach is not None:
+        return _as_stretch_events(coach.process([f], []).events)
+    return judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
 
 
 def _session_runtime(steps: list[Stretch], settings: sj.StretchSettings) -> Any:
