@@ -211,6 +211,19 @@ class CoachRuntime:
             self._stretch_events(self.judge.stop(max(t_s, self.judge.t_s), reason), out)
         return out
 
+    def command(self, t_s: float, value: str) -> CoachOutput:
+        """The MQTT command ``{"stretch": value}`` at sample time ``t_s``: ``start`` (the default
+        session), a session's name, or ``stop``.
+
+        Raises:
+            ValueError: refuse the command with this message (nothing changed).
+        """
+        if value == "stop":
+            if not self.needs_ticks:
+                raise ValueError("no stretch session is running")
+            return self.stop_stretch(t_s, "stopped")
+        return self.start_stretch(t_s, None if value == "start" else value)
+
     # ------------------------------------------------------------------------------ outputs
     def state(self) -> dict[str, Any]:
         """The coach's keys of the wearer's state payload (docs/coach.md, "State keys")."""
@@ -481,6 +494,23 @@ class CoachRuntime:
         self.store.save_doc(self.wearer, self.history.to_dict(), self._generation)
 
 
+class EverySecond:
+    """Which frames to publish as states when the tracker sends one every 0.1 s (during a stretch
+    session): the first of each whole second of sample time. Whole seconds, not a modulo test:
+    0.1 s steps added to a Unix time drift by float rounding."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+
+    def due(self, t_s: float) -> bool:
+        """Whether the frame at ``t_s`` (seconds) is the first of its second."""
+        second = math.floor(t_s + 1e-6)
+        if second == self._second:
+            return False
+        self._second = second
+        return True
+
+
 _NO_DAY = "1970-01-01"
 """The day the plan is judged on before any day is known (only its ``days`` is shown then)."""
 
@@ -503,4 +533,4 @@ def _totals_from_stats(stats: dict[str, Any]) -> DayTotals:
                      alerts=int(stats.get("alerts", 0)), break_reminders=int(stats.get("break_reminders", 0)))
 
 
-__all__ = ["CoachOutput", "CoachRuntime", "HistorySink"]
+__all__ = ["CoachOutput", "CoachRuntime", "EverySecond", "HistorySink"]

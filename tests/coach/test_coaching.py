@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from slouchd.coaching import CoachRuntime
+from slouchd.coaching import CoachRuntime, EverySecond
 from slouchd.commands import report
 from slouchd.history import DayRecord, HistoryStore
 from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame
@@ -153,6 +153,29 @@ def test_a_bounce_cue_asks_for_a_buzz_only_on_a_sensor_that_can() -> None:
         assert cue.data.get("haptic") == (2 if haptic else None)
 
 
+def test_the_stretch_command() -> None:
+    c = runtime()
+    with pytest.raises(ValueError, match="no stretch session is running"):
+        c.command(1.0, "stop")
+    assert kinds(c.command(1.0, "start").events)[0] == "stretch_start" and c.judge is not None
+    assert c.judge.session == "desk_break"
+    assert kinds(c.command(2.0, "stop").events) == ["stretch_abandoned"]
+    c.command(3.0, "quick")
+    assert c.judge.session == "quick" and c.stretch_state()["steps"] == 2
+    with pytest.raises(ValueError, match="known: desk_break, quick"):
+        runtime().command(1.0, "yoga")
+
+
+def test_every_second_picks_one_frame_a_second_from_tenth_second_frames() -> None:
+    pick = EverySecond()
+    t, picked = 1_764_547_200.0, []
+    for _ in range(36000):  # an hour of 0.1 s frames, with the float drift of adding 0.1
+        t += 0.1
+        if pick.due(round(t, 6)):
+            picked.append(t)
+    assert len(picked) == 3600
+
+
 # ----------------------------------------------------------------------------- notices, plan
 
 def morning(c: CoachRuntime, t0: float, t1: float, worn: bool) -> list[Event]:
@@ -243,7 +266,7 @@ WRITER = r"""
 import sys, itertools
 from datetime import date, timedelta
 from pathlib import Path
-from slouchd.coaching import CoachRuntime
+from slouchd.coaching import CoachRuntime, EverySecond
 from slouchd.history import HistoryStore
 from slouchd.model import Event, EventKind
 from slouchd.posture.wellbeing import DayTotals
