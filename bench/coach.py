@@ -65,6 +65,8 @@ class Case:
     rate_hz: float = 50.0
     session: str = "desk_break"
     runtime: bool = True
+    mute_s: float = 0.0
+    buzz_on_bounce: bool = False
 
 
 def run_case(case: Case) -> dict[str, Any]:
@@ -73,7 +75,8 @@ def run_case(case: Case) -> dict[str, Any]:
     t0 = time.process_time()
     run = run_guided_session(steps, case.behaviour, case.seed, gyro=case.gyro, rate_hz=case.rate_hz,
                              bounce_swing_deg=case.bounce_swing_deg, bounce_hz=case.bounce_hz,
-                             runtime=case.runtime)
+                             runtime=case.runtime, mute_s=case.mute_s,
+                             buzz_on_bounce=case.buzz_on_bounce)
     cpu_s = time.process_time() - t0
     assert run.judge is not None
     settle = run.judge.settings.settle_dps
@@ -127,6 +130,11 @@ def cases(quick: bool, main_only: bool = False, runtime: bool = True) -> list[Ca
             for j, b in enumerate(behaviours) for i in range(m)]
     out += [Case("25 Hz", b, 9000 + 10 * i + j, rate_hz=25.0)
             for j, b in enumerate(behaviours) for i in range(m)]
+    if runtime:  # a buzz (at each hold's end; optionally on the no-bouncing cue) mutes the sensor
+        out += [Case(f"buzz{' +bounce' if on else ''} mutes {mute:g} s", b, 11000 + 10 * i + j, mute_s=mute,
+                     buzz_on_bounce=on)
+                for on in (False, True) for mute in (0.6, 1.3) for j, b in enumerate(("good", "bounce"))
+                for i in range(m)]
     return out
 
 

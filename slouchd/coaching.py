@@ -56,11 +56,13 @@ MAX_FRAME_STEP_S = 2.0
 """One frame stands for at most this much time (training minutes), seconds."""
 SNAPSHOT_VERSION = 1
 
-HAPTIC_LEVELS = {("stretch_cue", "no_bouncing"): 2, ("stretch_rep_complete", ""): 1,
-                 ("stretch_complete", ""): 1}
-"""Events that ask for a buzz (``"haptic": level``) on a sensor that can: the no-bouncing cue,
-and "let go" at the end of a hold. Buzzing mutes the sensor for ``buzz_s + settle_s``, so none is
-asked for while a hold is being timed cleanly (a bounce has paused it already)."""
+HAPTIC_LEVELS = {("stretch_rep_complete", ""): 1, ("stretch_complete", ""): 1,
+                 ("stretch_cue", "no_bouncing"): 2}
+"""Events that ask for a buzz (``"haptic": level``) on a sensor that can: "let go" at the end of
+each hold and of the session, and with ``[coach] buzz_on_bounce`` the no-bouncing cue. A buzz
+mutes the sensor for ``buzz_s + settle_s`` (0.5-1.3 s): harmless while resting, but mid-hold
+the angle jumps when the samples resume, and in about 2 % of bouncing holds the judge then
+takes back up to 4 s of the hold (measured, bench/coach.py "buzz" groups)."""
 
 
 class HistorySink(Protocol):
@@ -314,8 +316,9 @@ class CoachRuntime:
 
     # ----------------------------------------------------------------------------- internals
     def _event(self, t_s: float, kind: EventKind, data: dict[str, Any]) -> Event:
-        level = HAPTIC_LEVELS.get((kind.value, str(data.get("cue", ""))))
-        if level is not None and self.haptic:
+        cue = str(data.get("cue", ""))
+        level = HAPTIC_LEVELS.get((kind.value, cue))
+        if level is not None and self.haptic and (cue != "no_bouncing" or self.settings.buzz_on_bounce):
             data = {**data, "haptic": level}
         return Event(t_s, kind, data)
 

@@ -80,6 +80,10 @@ class CoachSettings:
     answer_within_min: float = setting(
         15.0, min=1, max=120, doc="a break or completed stretch session this soon after a break reminder "
                                   "answers it, minutes")
+    buzz_on_bounce: bool = setting(
+        False, doc="also buzz the sensor on the no-bouncing cue (it always buzzes at the end of a hold "
+                   "where it can); the buzz mutes the sensor mid-hold, which costs up to 4 s of the hold "
+                   "in about 2 % of holds")
     default_session: str = setting(
         "desk_break", pattern=r"[a-z][a-z0-9_]*",
         doc="the stretch session a plain start command runs (a session of the stretch catalogue)")

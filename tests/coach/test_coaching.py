@@ -139,9 +139,9 @@ def test_start_and_stop_commands() -> None:
     c.start_stretch(14.0, "quick")  # a new one may start once the last is over
 
 
-def test_a_bounce_cue_asks_for_a_buzz_only_on_a_sensor_that_can() -> None:
-    for haptic in (False, True):
-        c = runtime(haptic=haptic)
+def test_a_bounce_cue_asks_for_a_buzz_only_on_a_sensor_that_can_and_when_configured() -> None:
+    for haptic, on, level in ((False, True, None), (True, False, None), (True, True, 2)):
+        c = runtime(haptic=haptic, coach=CoachSettings(buzz_on_bounce=on))
         c.start_stretch(0.0, "quick")
         t, cue = 0.0, None
         while cue is None and t < 30.0:
@@ -150,7 +150,7 @@ def test_a_bounce_cue_asks_for_a_buzz_only_on_a_sensor_that_can() -> None:
             out = c.process([frame(round(t, 1), flex=flex)], [])
             cue = next((e for e in out.events if e.kind is EventKind.STRETCH_CUE), None)
         assert cue is not None and cue.data["cue"] == "no_bouncing" and t < 7.0
-        assert cue.data.get("haptic") == (2 if haptic else None)
+        assert cue.data.get("haptic") == level
 
 
 def test_the_stretch_command() -> None:

@@ -367,19 +367,22 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
                        rate_hz: float = 50.0, bounce_swing_deg: float = 5.0,
                        bounce_hz: tuple[float, float] = (1.0, 2.0), chunk_s: float = 0.25,
                        max_s: float = 1200.0, keep_samples: bool = False,
-                       runtime: bool = False) -> SessionRun:
+                       runtime: bool = False, mute_s: float = 0.0,
+                       buzz_on_bounce: bool = False) -> SessionRun:
     """Simulate a person doing ``steps`` through the real posture tracker and the stretch judge.
 
     The tracker runs with the mount declared and 0.1 s frames; its frames feed the judge
     (``still`` = activity ``still``); the person reacts to the judge's events. With ``runtime``
     the session runs end to end through :class:`slouchd.coaching.CoachRuntime` (started with
-    ``start_stretch``, fed the frames with ``process``), as the daemon will run it.
+    ``start_stretch``, fed the frames with ``process``), as the daemon will run it, and
+    ``mute_s`` > 0 drops the samples of that many seconds after each event asking for a buzz
+    (``"haptic"``), as the BLE source does while the motor runs (``buzz_s + settle_s``).
     """
     from slouchd.posture.settings import DetectionSettings, WellbeingSettings
     from slouchd.posture.tracker import PostureTracker
 
     settings = settings or sj.StretchSettings()
-    coach = _session_runtime(steps, settings) if runtime else None
+    coach = _session_runtime(steps, settings, buzz_on_bounce) if runtime else None
     wearer = StretchingWearer(steps, behaviour, seed, rate_hz, gyro, bounce_swing_deg, bounce_hz)
     tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), wearer.mount,
                              frame_interval_s=0.1, epoch_offset_s=0.0, tz=UTC)
@@ -389,8 +392,11 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
     open_rep: dict[str, Any] | None = None
     kept: list[SampleBatch] = []
     t = 0.0
+    mute_until = -math.inf
     while t < max_s and not (judge is not None and judge.done):
         batch = wearer.samples(t, t + chunk_s)
+        if mute_until > t:
+            batch = _drop_before(batch, mute_until)
         if keep_samples:
             kept.append(batch)
         out = tracker.process(batch)
@@ -402,15 +408,10 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
                 judge, new = _start(coach, steps, settings, f.t_s)
             else:
                 new = _feed(coach, judge, f)
-            for ev in new:
-                if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
-                    open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
-                elif ev.kind in (sj.STRETCH_REP_COMPLETE, sj.STRETCH_ABANDONED) and open_rep is not None:
-                    open_rep.update(t1=ev.t_s, held_s=float(ev.data.get("held_s", 0.0)),
-                                    complete=ev.kind == sj.STRETCH_REP_COMPLETE)
-                    windows.append(open_rep)
-                    open_rep = None
+            open_rep = _rep_windows(new, judge, open_rep, windows)
             events += new
+            if mute_s > 0 and any("haptic" in ev.data for ev in new):
+                mute_until = t + mute_s  # the buzz starts with the next samples
             wearer.react(new)
             if judge.done:
                 break
@@ -485,6 +486,28 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
     return run
 
 
+def _rep_windows(new: list[sj.StretchEvent], judge: sj.StretchJudge, open_rep: dict[str, Any] | None,
+                 windows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Follow the repetitions through ``new`` events: each closed one goes to ``windows``; returns
+    the one still open."""
+    for ev in new:
+        if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
+            open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
+        elif ev.kind in (sj.STRETCH_REP_COMPLETE, sj.STRETCH_ABANDONED) and open_rep is not None:
+            open_rep.update(t1=ev.t_s, held_s=float(ev.data.get("held_s", 0.0)),
+                            complete=ev.kind == sj.STRETCH_REP_COMPLETE)
+            windows.append(open_rep)
+            open_rep = None
+    return open_rep
+
+
+def _drop_before(batch: SampleBatch, t_s: float) -> SampleBatch:
+    """The samples of ``batch`` from ``t_s`` on (a buzz muted the ones before)."""
+    keep = batch.t_s >= t_s
+    gyro = None if batch.gyro_dps is None else batch.gyro_dps[keep]
+    return SampleBatch(batch.t_s[keep], batch.acc_g[keep], gyro)
+
+
 def _start(coach: Any, steps: list[Stretch], settings: sj.StretchSettings,
            t_s: float) -> tuple[sj.StretchJudge, list[sj.StretchEvent]]:
     """Start the session at ``t_s``: through the runtime when there is one, else a bare judge."""
@@ -503,15 +526,17 @@ def _feed(coach: Any, judge: sj.StretchJudge, f: Any) -> list[sj.StretchEvent]:
     return judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
 
 
-def _session_runtime(steps: list[Stretch], settings: sj.StretchSettings) -> Any:
+def _session_runtime(steps: list[Stretch], settings: sj.StretchSettings, buzz_on_bounce: bool = False) -> Any:
     """A coach runtime whose catalogue has one session, ``sim``, of ``steps``."""
     from slouchd.coaching import CoachRuntime
+    from slouchd.posture.coach import CoachSettings
     from slouchd.posture.stretch_catalog import StretchCatalog, StretchSession
 
     unique = list({s.name: s for s in steps}.values())
     session = StretchSession(name="sim", steps=[s.name for s in steps])
     cat = StretchCatalog(stretches=unique, sessions=[session])
-    return CoachRuntime("sim", cat, stretch=settings, haptic=True)
+    return CoachRuntime("sim", cat, stretch=settings, haptic=True,
+                        coach=CoachSettings(buzz_on_bounce=buzz_on_bounce))
 
 
 def _as_stretch_events(events: list[Any]) -> list[sj.StretchEvent]:
