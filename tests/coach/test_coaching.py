@@ -3,6 +3,7 @@ history record, notices, persistence. A simulated day runs through the real trac
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -96,6 +97,30 @@ def test_haptic_and_battery_events_on_the_simulated_day(day: tuple[Any, Path]) -
     low = [e for e in run.coach_events if e.kind is EventKind.LOW_BATTERY]
     assert len(low) == 1 and low[0].data["battery"] == 12.0
     assert 599.5 <= low[0].t_s <= 600.5  # the batch that read 12 %
+
+
+def test_a_tracker_at_one_frame_a_second_switched_to_tenths_for_the_session_gives_the_same_day(
+        tmp_path: Path, day: tuple[Any, Path]) -> None:
+    """The wiring proposed for the daemon: 1 s frames, 0.1 s only while ``needs_ticks``."""
+    ref, _ = day
+    start = datetime(2026, 11, 30, 23, 42, tzinfo=UTC).timestamp()
+    run = run_coached_day(CATALOG, HistoryStore(tmp_path), start_wall_s=start, end_s=1300.0,
+                          switch_frames=True, coach_settings=CoachSettings(goal=GoalSettings(upright_pct=50, breaks=2,
+                                                                         min_seated_min=5)))
+
+    def held(r: Any) -> list[float]:
+        return [e.data["held_s"] for e in r.coach_events if e.kind is EventKind.STRETCH_REP_COMPLETE]
+
+    assert held(run) == held(ref) == [15.0] * 3 + [10.0] * 3
+    taken = [(e.data["how"], e.data["answered_reminder"]) for e in run.coach_events
+             if e.kind is EventKind.BREAK_TAKEN]
+    assert taken == [("stretch", True), ("break", True)]
+    rec = run.coach.history.days["2026-11-30"]
+    assert (rec.break_reminders, rec.breaks, rec.stretch_breaks, rec.goal_met) == (2, 1, 1, True)
+    t = run.frame_times
+    steps = [round(b - a, 3) for a, b in itertools.pairwise(t)]
+    assert {0.1, 1.0} <= set(steps) and max(steps) <= 1.0
+    assert 1000 <= steps.count(0.1) <= 1300  # the session's 120 s (+ the ticks until the switch back)
 
 
 def test_report_prints_the_day_from_the_store(day: tuple[Any, Path],

@@ -430,12 +430,13 @@ class DayRun:
     coach_events: list[Any]
     answers: list[str]
     """How each break reminder was answered, in order (``stretch`` / ``walk``)."""
+    frame_times: list[float] = field(default_factory=list)
 
 
 def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("stretch", "walk"),
                     seed: int = 1, start_wall_s: float, end_s: float, session: str = "quick",
                     break_after_min: float = 5.0, walk_s: float = 60.0, rate_hz: float = 25.0,
-                    coach_settings: Any = None, battery: Any = None) -> DayRun:
+                    coach_settings: Any = None, battery: Any = None, switch_frames: bool = False) -> DayRun:
     """A short simulated work day through the real tracker and :class:`CoachRuntime`.
 
     The person sits upright and still; each break reminder is answered in turn by ``answers``:
@@ -443,6 +444,8 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
     ``walk`` gets up and walks ``walk_s``. A completed session resets sitting time as the daemon
     will (``reset_sitting``). ``start_wall_s`` is the Unix time of sample time 0 (UTC), so a day
     can be made to cross midnight. ``battery(t_s)`` gives the battery % (None: unknown).
+    ``switch_frames``: frames every second, every 0.1 s only while a session runs, as the daemon
+    will do with ``set_frame_interval`` (docs/coach.md, "Wiring"); else always every 0.1 s.
     """
     from datetime import UTC
 
@@ -454,7 +457,8 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
     wearer = StretchingWearer(catalog.steps_of(catalog.session(session)), "good", seed, rate_hz)
     tracker = PostureTracker(DetectionSettings(), WellbeingSettings(break_after_min=break_after_min,
                                                                      break_min_s=30.0, break_repeat_min=5.0),
-                             wearer.mount, frame_interval_s=0.1, epoch_offset_s=start_wall_s, tz=UTC)
+                             wearer.mount, frame_interval_s=1.0 if switch_frames else 0.1,
+                             epoch_offset_s=start_wall_s, tz=UTC)
     coach = CoachRuntime("ana", catalog, coach=coach_settings, store=store, haptic=True, tz=UTC,
                          epoch_offset_s=start_wall_s)
     totals = tracker._wellbeing.totals  # the lead's tracker.totals will return it
@@ -471,7 +475,10 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
             tracker._wellbeing._break_taken()  # the lead's tracker.take_break()
         run.tracker_events += out.events
         run.coach_events += co.events
+        run.frame_times += [f.t_s for f in out.frames]
         wearer.react(_as_stretch_events(co.events))
+        if switch_frames:
+            set_frame_interval(tracker, 0.1 if coach.needs_ticks else 1.0)
         for ev in out.events:
             if ev.kind is not EventKind.BREAK_REMINDER or not todo:
                 continue
@@ -483,7 +490,22 @@ def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("st
                 started = coach.start_stretch(t, session)
                 run.coach_events += started.events
                 wearer.react(_as_stretch_events(started.events))
+                if switch_frames:
+                    set_frame_interval(tracker, 0.1)
     return run
+
+
+def set_frame_interval(tracker: Any, interval_s: float) -> None:
+    """What ``PostureTracker.set_frame_interval`` is proposed to do (docs/coach.md, "Wiring"),
+    from outside until it exists: frames every ``interval_s`` from the next tick."""
+    from slouchd.posture.filters import TICK_S
+
+    interval_s = max(float(interval_s), TICK_S)
+    fs = tracker._frames
+    if interval_s != fs.interval_s:
+        fs.interval_s = interval_s
+        if fs.next_t is not None and math.isfinite(tracker._last_tick_end):
+            fs.next_t = math.floor(tracker._last_tick_end / interval_s + 1e-9) * interval_s + interval_s
 
 
 def _rep_windows(new: list[sj.StretchEvent], judge: sj.StretchJudge, open_rep: dict[str, Any] | None,
