@@ -104,9 +104,9 @@ def test_a_tracker_at_one_frame_a_second_switched_to_tenths_for_the_session_give
     """The wiring proposed for the daemon: 1 s frames, 0.1 s only while ``needs_ticks``."""
     ref, _ = day
     start = datetime(2026, 11, 30, 23, 42, tzinfo=UTC).timestamp()
+    goal = GoalSettings(upright_pct=50, breaks=2, min_seated_min=5)
     run = run_coached_day(CATALOG, HistoryStore(tmp_path), start_wall_s=start, end_s=1300.0,
-                          switch_frames=True, coach_settings=CoachSettings(goal=GoalSettings(upright_pct=50, breaks=2,
-                                                                         min_seated_min=5)))
+                          switch_frames=True, coach_settings=CoachSettings(goal=goal))
 
     def held(r: Any) -> list[float]:
         return [e.data["held_s"] for e in r.coach_events if e.kind is EventKind.STRETCH_REP_COMPLETE]
