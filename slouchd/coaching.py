@@ -171,7 +171,8 @@ class CoachRuntime:
         if totals is not None:
             self._totals = totals
             self._adopt_day(totals.date)
-        if self.battery.update(battery_pct) and self._last_t is not None:
+        # No time yet (nothing observed): the reading waits, so the notice is not lost.
+        if self._last_t is not None and self.battery.update(battery_pct):
             out.events.append(self._event(self._last_t, EventKind.LOW_BATTERY, {
                 "battery": battery_pct, "threshold_pct": self.battery.low_pct,
                 "text": f"The posture sensor's battery is at {battery_pct:.0f} %: charge it soon."}))
@@ -346,21 +347,20 @@ class CoachRuntime:
     def _close(self, tot: DayTotals, out: CoachOutput | None) -> None:
         """Close the day of ``tot``: goal, streak, history record; the next day starts empty.
 
-        A day closed already (a restart replaying the same midnight) is left as it was."""
-        if self.streak.last_day and tot.date <= self.streak.last_day:
-            return
-        goal = day_result(tot.upright_s, tot.slouched_s, self.tally.counted, self.settings.goal)
-        self.streak.close_day(tot.date, goal)
-        counts = self.today if self.today.date in ("", tot.date) else None
-        rec = DayRecord.from_day(tot, self.tally, goal, self.streak.current, counts)
-        self.history.put(rec)
+        A day closed already (a restart replaying the same midnight) keeps its record; the
+        counters start afresh either way."""
+        if not (self.streak.last_day and tot.date <= self.streak.last_day):
+            goal = day_result(tot.upright_s, tot.slouched_s, self.tally.counted, self.settings.goal)
+            self.streak.close_day(tot.date, goal)
+            counts = self.today if self.today.date in ("", tot.date) else None
+            self.history.put(DayRecord.from_day(tot, self.tally, goal, self.streak.current, counts))
+            self._write_history()
+            if out is not None:
+                out.history_changed = True
         self.tally = BreakTally(self.settings.answer_within_min * 60.0)
         self.today = DayRecord.of("")
         self.training_s = 0.0
         self.goal_announced = False
-        self._write_history()
-        if out is not None:
-            out.history_changed = True
 
     def _on_frame(self, f: PostureFrame, out: CoachOutput) -> None:
         t = f.t_s

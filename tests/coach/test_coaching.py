@@ -233,6 +233,12 @@ def test_low_battery_once_per_discharge() -> None:
     assert got == [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
 
 
+def test_a_battery_reading_before_any_frame_waits_for_one() -> None:
+    c = runtime()
+    assert c.process([], [], battery_pct=10.0).events == []
+    assert kinds(c.process([frame(5.0)], [], battery_pct=10.0).events) == ["low_battery"]
+
+
 def test_the_training_plan_switches_to_tracking_after_todays_minutes() -> None:
     c = runtime(coach=CoachSettings(plan=PlanSettings(enabled=True, days=10, start_min=2, end_min=20)))
     c.observe_totals(DayTotals(date="2026-11-30"))
@@ -261,7 +267,12 @@ def test_snapshot_and_restore_keep_the_days_counts_and_a_replayed_midnight_count
     assert back.snapshot() == snap and back.tally.breaks == 1
     summary = Event(86400.0, EventKind.DAY_SUMMARY, tot.to_stats())
     first = back.process([], [summary])
-    again = back.process([], [summary])  # the same midnight again (a restart replaying it)
+    again = back.process([], [summary])  # the same midnight again
+    assert back.tally.counted == 0 and back.today.date == ""  # counted once, and not carried on
+    saved = HistoryStore(tmp_path).load("ana").days["2026-11-30"].to_dict()
+    back.restore(snap)  # a crash before the next state save: the day's counts come back ...
+    back.process([], [summary])  # ... and its midnight is replayed: the same record, the same streak
+    assert HistoryStore(tmp_path).load("ana").days["2026-11-30"].to_dict() == saved
     rec = HistoryStore(tmp_path).load("ana").days["2026-11-30"]
     assert (rec.breaks, rec.goal_met, rec.streak, rec.upright_s) == (1, True, 1, 4000.0)
     assert back.streak.current == 1 and first.history_changed and not again.history_changed
