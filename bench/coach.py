@@ -3,6 +3,12 @@
     python bench/coach.py            # the full grid (a few minutes of CPU)
     python bench/coach.py --quick    # a smoke run in seconds (CI): the short ``quick`` session, one
                                      # seed per case: numbers not meaningful
+    python bench/coach.py --main-only    # the 90 sessions of the goal grid only (about 2 min of CPU)
+    python bench/coach.py --judge-only   # the judge alone, not through the coach runtime
+
+End to end by default: each session is started with ``CoachRuntime.start_stretch`` and fed the
+tracker's 0.1 s frames through ``CoachRuntime.process``, as the daemon will run it; the events
+scored are the runtime's (``slouchd.model.Event``), converted back by the simulator.
 
 Each case is a simulated person (``slouchd.sensors.simulation.stretches``) doing the built-in
 ``desk_break`` session (5 stretches, 12 holds) through the real posture tracker (mount declared,
@@ -58,6 +64,9 @@ class Case:
     bounce_swing_deg: float = 5.0
     rate_hz: float = 50.0
     session: str = "desk_break"
+    runtime: bool = True
+    mute_s: float = 0.0
+    buzz_on_bounce: bool = False
 
 
 def run_case(case: Case) -> dict[str, Any]:
@@ -65,7 +74,9 @@ def run_case(case: Case) -> dict[str, Any]:
     steps = cat.steps_of(cat.session(case.session))
     t0 = time.process_time()
     run = run_guided_session(steps, case.behaviour, case.seed, gyro=case.gyro, rate_hz=case.rate_hz,
-                             bounce_swing_deg=case.bounce_swing_deg, bounce_hz=case.bounce_hz)
+                             bounce_swing_deg=case.bounce_swing_deg, bounce_hz=case.bounce_hz,
+                             runtime=case.runtime, mute_s=case.mute_s,
+                             buzz_on_bounce=case.buzz_on_bounce)
     cpu_s = time.process_time() - t0
     assert run.judge is not None
     settle = run.judge.settings.settle_dps
@@ -103,12 +114,14 @@ def run_case(case: Case) -> dict[str, Any]:
     }
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, main_only: bool = False, runtime: bool = True) -> list[Case]:
     behaviours = ("good", "bounce", "abandon")
     if quick:
-        return [Case("main", b, 1000 + j, session="quick") for j, b in enumerate(behaviours)]
+        return [Case("main", b, 1000 + j, session="quick", runtime=runtime) for j, b in enumerate(behaviours)]
     n = 30
-    out = [Case("main", b, 1000 * i + j) for j, b in enumerate(behaviours) for i in range(n)]
+    out = [Case("main", b, 1000 * i + j, runtime=runtime) for j, b in enumerate(behaviours) for i in range(n)]
+    if main_only:
+        return out
     m = 8
     out += [Case("bounce 0.5-1 Hz", "bounce", 5000 + i, bounce_hz=(0.5, 1.0)) for i in range(m)]
     out += [Case("bounce 2-3 Hz", "bounce", 6000 + i, bounce_hz=(2.0, 3.0)) for i in range(m)]
@@ -117,6 +130,11 @@ def cases(quick: bool) -> list[Case]:
             for j, b in enumerate(behaviours) for i in range(m)]
     out += [Case("25 Hz", b, 9000 + 10 * i + j, rate_hz=25.0)
             for j, b in enumerate(behaviours) for i in range(m)]
+    if runtime:  # a buzz (at each hold's end; optionally on the no-bouncing cue) mutes the sensor
+        out += [Case(f"buzz{' +bounce' if on else ''} mutes {mute:g} s", b, 11000 + 10 * i + j, mute_s=mute,
+                     buzz_on_bounce=on)
+                for on in (False, True) for mute in (0.6, 1.3) for j, b in enumerate(("good", "bounce"))
+                for i in range(m)]
     return out
 
 
@@ -150,8 +168,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: the machine is shared)")
+    p.add_argument("--main-only", action="store_true", help="only the goal grid (90 desk_break sessions)")
+    p.add_argument("--judge-only", action="store_true", help="the judge alone, not through the coach runtime")
     args = p.parse_args()
-    todo = cases(args.quick)
+    todo = cases(args.quick, args.main_only, runtime=not args.judge_only)
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(run_case, todo))

@@ -13,6 +13,7 @@ The daemon folds each finished day in (``day_summary``) and today's running tota
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, fields
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slouchd.posture.coach import BreakTally
+from slouchd.posture.wellbeing import DayTotals
 from slouchd.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,20 @@ DEFAULT_KEEP_DAYS = 120
 MAX_KEEP_DAYS = 3660
 
 
+TOTALS_FIELDS = ("upright_s", "slouched_s", "sitting_s", "longest_sitting_s", "alerts", "break_reminders")
+"""The :class:`DayTotals` fields a record carries (besides ``date``), flat in its JSON."""
+
+
 @dataclass
 class DayRecord:
-    """One day of one wearer (times in seconds; ``goal_met`` None = the day was not judged)."""
+    """One day of one wearer: the tracker's :class:`DayTotals` of the day plus what the coach
+    counted (times in seconds; ``goal_met`` None = the day was not judged).
 
-    date: str
-    upright_s: float = 0.0
-    slouched_s: float = 0.0
-    sitting_s: float = 0.0
-    longest_sitting_s: float = 0.0
-    alerts: int = 0
-    break_reminders: int = 0
+    The totals are held, not repeated: ``record.totals`` is a ``DayTotals`` and ``record.upright_s``
+    and the like read through to it. The JSON (:meth:`to_dict`) stays flat.
+    """
+
+    totals: DayTotals
     breaks: int = 0
     stretch_breaks: int = 0
     stretch_sessions: int = 0
@@ -50,23 +55,56 @@ class DayRecord:
     streak: int = 0
 
     @classmethod
-    def from_day(cls, totals: dict[str, Any], tally: BreakTally, goal: dict[str, Any] | None,
+    def of(cls, day: str, **values: Any) -> DayRecord:
+        """A record of ``day`` (ISO date) from flat keyword values (totals' and the coach's)."""
+        tot = {k: values.pop(k) for k in TOTALS_FIELDS if k in values}
+        return cls(DayTotals(date=day, **tot), **values)
+
+    # The totals, read through (the record never keeps a second copy of them).
+    @property
+    def date(self) -> str:
+        return self.totals.date
+
+    @property
+    def upright_s(self) -> float:
+        return self.totals.upright_s
+
+    @property
+    def slouched_s(self) -> float:
+        return self.totals.slouched_s
+
+    @property
+    def sitting_s(self) -> float:
+        return self.totals.sitting_s
+
+    @property
+    def longest_sitting_s(self) -> float:
+        return self.totals.longest_sitting_s
+
+    @property
+    def alerts(self) -> int:
+        return self.totals.alerts
+
+    @property
+    def break_reminders(self) -> int:
+        return self.totals.break_reminders
+
+    @classmethod
+    def from_day(cls, totals: DayTotals | dict[str, Any], tally: BreakTally, goal: dict[str, Any] | None,
                  streak: int, stretch: DayRecord | None = None) -> DayRecord:
         """The record of a day from the engine's pieces.
 
         Args:
-            totals: ``DayTotals.to_dict()`` of the day (``date``, ``upright_s``, ...).
+            totals: the day's ``DayTotals`` (copied), or its ``to_dict()``.
             tally: the day's breaks that count.
             goal: ``coach.day_result(...)`` of the day (None: not judged yet).
             streak: the streak shown at the end of the day.
             stretch: the day's record so far, whose stretch-session counts are kept.
         """
+        tot = DayTotals.from_dict(totals) if isinstance(totals, dict) else copy.copy(totals)
+        tot.extra = {}
         return cls(
-            date=str(totals["date"]), upright_s=float(totals.get("upright_s", 0.0)),
-            slouched_s=float(totals.get("slouched_s", 0.0)), sitting_s=float(totals.get("sitting_s", 0.0)),
-            longest_sitting_s=float(totals.get("longest_sitting_s", 0.0)),
-            alerts=int(totals.get("alerts", 0)), break_reminders=int(totals.get("break_reminders", 0)),
-            breaks=tally.breaks, stretch_breaks=tally.stretch_breaks,
+            tot, breaks=tally.breaks, stretch_breaks=tally.stretch_breaks,
             stretch_sessions=0 if stretch is None else stretch.stretch_sessions,
             stretch_abandoned=0 if stretch is None else stretch.stretch_abandoned,
             stretch_bounce_cues=0 if stretch is None else stretch.stretch_bounce_cues,
@@ -78,9 +116,10 @@ class DayRecord:
         return None if seated <= 0 else round(100.0 * self.upright_s / seated, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = self.totals.to_dict()
         for k in ("upright_s", "slouched_s", "sitting_s", "longest_sitting_s"):
-            d[k] = round(d[k], 1)
+            d[k] = round(float(d[k]), 1)
+        d.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "totals"})
         return d
 
     @classmethod
@@ -88,28 +127,34 @@ class DayRecord:
         """A record from :meth:`to_dict` output. Raises ValueError naming the bad field."""
         if not isinstance(d, dict):
             raise ValueError("a day record is not an object")
-        kw: dict[str, Any] = {}
         try:
-            kw["date"] = date.fromisoformat(str(d["date"])).isoformat()
+            day = date.fromisoformat(str(d["date"])).isoformat()
         except (KeyError, ValueError):
             raise ValueError(f"date = {d.get('date')!r}: not an ISO date") from None
-        for f in fields(cls):
-            if f.name == "date" or f.name not in d:
-                continue
-            v = d[f.name]
-            if f.name == "goal_met":
-                if v is not None and not isinstance(v, bool):
-                    raise ValueError(f"goal_met = {v!r}: must be true, false or null")
-                kw[f.name] = v
-            elif f.type in ("int", int):
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                    raise ValueError(f"{f.name} = {v!r}: must be a whole number >= 0")
-                kw[f.name] = v
-            else:
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                    raise ValueError(f"{f.name} = {v!r}: must be a number >= 0")
-                kw[f.name] = float(v)
-        return cls(**kw)
+        kw: dict[str, Any] = {}
+        for name in (*TOTALS_FIELDS, *(f.name for f in fields(cls) if f.name != "totals")):
+            if name in d:
+                kw[name] = _checked(name, d[name])
+        return cls.of(day, **kw)
+
+
+_INT_FIELDS = frozenset({"alerts", "break_reminders", "breaks", "stretch_breaks", "stretch_sessions",
+                         "stretch_abandoned", "stretch_bounce_cues", "streak"})
+
+
+def _checked(name: str, v: Any) -> Any:
+    """One field of a saved day record, checked. Raises ValueError naming it."""
+    if name == "goal_met":
+        if v is not None and not isinstance(v, bool):
+            raise ValueError(f"goal_met = {v!r}: must be true, false or null")
+        return v
+    if name in _INT_FIELDS:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} = {v!r}: must be a whole number >= 0")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} = {v!r}: must be a number >= 0")
+    return float(v)
 
 
 class History:
@@ -130,7 +175,8 @@ class History:
         """The record of ``day`` (ISO date), created empty if new (and the oldest days trimmed)."""
         rec = self.days.get(day)
         if rec is None:
-            rec = self.days[date.fromisoformat(day).isoformat()] = DayRecord(day)
+            day = date.fromisoformat(day).isoformat()
+            rec = self.days[day] = DayRecord.of(day)
             self._trim()
         return rec
 
@@ -162,7 +208,7 @@ class History:
         out = []
         for k in range(n - 1, -1, -1):
             d = (end - timedelta(days=k)).isoformat()
-            out.append(self.days.get(d) or DayRecord(d))
+            out.append(self.days.get(d) or DayRecord.of(d))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,9 +236,15 @@ class History:
         return h
 
 
-def history_payload(history: History, days: int = 90) -> dict[str, Any]:
-    """The retained MQTT ``history`` JSON: the last ``days`` days, oldest first, compact."""
-    recs = history.sorted_days()[-days:]
+def history_payload(history: History, days: int = 90, today: DayRecord | None = None) -> dict[str, Any]:
+    """The retained MQTT ``history`` JSON: the last ``days`` days, oldest first, compact.
+
+    ``today``: the open day's record so far, shown in place of the saved one of its date.
+    """
+    by_day = dict(history.days)
+    if today is not None:
+        by_day[today.date] = today
+    recs = [by_day[d] for d in sorted(by_day)[-days:]]
     return {"days": [{
         "date": r.date,
         "upright_pct": r.upright_pct,
@@ -233,3 +285,8 @@ class HistoryStore:
     def save(self, wearer: str, history: History, generation: int | None = None) -> None:
         """Atomically replace the saved history. Raises OSError (disk full, permissions)."""
         self._store.save(wearer, history.to_dict(), generation)
+
+    def save_doc(self, wearer: str, doc: dict[str, Any], generation: int | None = None) -> None:
+        """Atomically save a :meth:`History.to_dict` snapshot (taken on the loop thread, written
+        in a worker: the history itself may change meanwhile). Raises OSError."""
+        self._store.save(wearer, doc, generation)

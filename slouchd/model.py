@@ -140,6 +140,21 @@ class EventKind(StrEnum):
     CALIBRATED = "calibrated"
     CALIBRATION_FAILED = "calibration_failed"
     DAY_SUMMARY = "day_summary"
+    # The coach (slouchd/coaching.py, docs/coach.md): guided stretch sessions ...
+    STRETCH_START = "stretch_start"
+    STRETCH_STEP_START = "stretch_step_start"
+    STRETCH_REP_START = "stretch_rep_start"
+    STRETCH_POSE_REACHED = "stretch_pose_reached"
+    STRETCH_CUE = "stretch_cue"
+    STRETCH_REP_COMPLETE = "stretch_rep_complete"
+    STRETCH_STEP_COMPLETE = "stretch_step_complete"
+    STRETCH_COMPLETE = "stretch_complete"
+    STRETCH_ABANDONED = "stretch_abandoned"
+    # ... breaks that count, the daily goal, and notices.
+    BREAK_TAKEN = "break_taken"
+    GOAL_MET = "goal_met"
+    LOW_BATTERY = "low_battery"
+    NOT_WORN_MORNING = "not_worn_morning"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ Henson 2016).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -70,10 +71,22 @@ class PlanSettings:
 
 @dataclass(frozen=True)
 class CoachSettings:
-    """``[coach]``: the daily goal and the training plan."""
+    """``[coach]``: the daily goal, the training plan, the notices and which breaks answer a reminder."""
 
     goal: GoalSettings = setting(factory=GoalSettings, doc="the daily goal")
     plan: PlanSettings = setting(factory=PlanSettings, doc="the training plan")
+    notices: NoticeSettings = setting(factory=lambda: NoticeSettings(),
+                                      doc="low-battery and 'not worn all morning' notices")
+    answer_within_min: float = setting(
+        15.0, min=1, max=120, doc="a break or completed stretch session this soon after a break reminder "
+                                  "answers it, minutes")
+    buzz_on_bounce: bool = setting(
+        False, doc="also buzz the sensor on the no-bouncing cue (it always buzzes at the end of a hold "
+                   "where it can); the buzz mutes the sensor mid-hold, which costs up to 4 s of the hold "
+                   "in about 2 % of holds")
+    default_session: str = setting(
+        "desk_break", pattern=r"[a-z][a-z0-9_]*",
+        doc="the stretch session a plain start command runs (a session of the stretch catalogue)")
 
 
 def day_result(upright_s: float, slouched_s: float, breaks: int, goal: GoalSettings) -> dict[str, Any]:
@@ -226,9 +239,116 @@ class BreakTally:
         vals = {k: int(d.get(k, 0)) for k in ("breaks", "stretch_breaks", "reminders", "answered")}
         if any(v < 0 for v in vals.values()):
             raise ValueError(f"break tally: negative count in {vals}")
-        return cls(answer_within_s, **vals)
+        return cls(answer_within_s, breaks=vals["breaks"], stretch_breaks=vals["stretch_breaks"],
+                   reminders=vals["reminders"], answered=vals["answered"])
 
 
 def stretch_counts_as_break(result: dict[str, Any]) -> bool:
     """Whether a stretch session (``StretchJudge.result()``) counts as a break: completed."""
     return bool(result.get("complete"))
+
+
+# ----------------------------------------------------------------------------------- notices
+
+HHMM = r"([01]\d|2[0-3]):[0-5]\d"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class NoticeSettings:
+    """``[coach.notices]``: the low-battery and "not worn all morning" notices."""
+
+    low_battery_pct: float = setting(
+        15.0, min=0, max=90, doc="a low_battery event when the sensor's battery falls to this, %; 0 = never")
+    battery_rearm_pct: float = setting(
+        10.0, min=1, max=50,
+        doc="the low_battery event comes again only after the battery rose this much above "
+            "low_battery_pct (it was charged), percentage points")
+    morning_start: str = setting("07:00", pattern=HHMM, doc="the morning starts at this local time, HH:MM")
+    morning_end: str = setting(
+        "12:00", pattern=HHMM, doc="at this local time, a not_worn_morning event if the sensor was worn "
+                                   "less than morning_min_worn_min since morning_start, HH:MM")
+    morning_min_worn_min: float = setting(
+        10.0, min=0, max=600, doc="worn less than this in the morning is 'not worn all morning', "
+                                  "minutes; 0 = never")
+    morning_days: list[str] = setting(
+        factory=lambda: ["mon", "tue", "wed", "thu", "fri"], choices=WEEKDAYS,
+        doc="the days the morning notice applies to")
+
+    def validate(self) -> None:
+        if self.morning_end <= self.morning_start:
+            raise SettingsError(f"morning_end = {self.morning_end!r}: must be after morning_start "
+                                f"({self.morning_start!r})")
+
+
+@dataclass
+class LowBattery:
+    """Battery readings (%) in, a low-battery notice out once per discharge.
+
+    A reading at or under ``low_pct`` notifies once; it re-arms only when a reading is at least
+    ``rearm_pct`` above ``low_pct`` (a charge), so a reading jittering around the limit never
+    repeats the notice.
+    """
+
+    low_pct: float = 15.0
+    rearm_pct: float = 10.0
+    notified: bool = False
+
+    def update(self, pct: float | None) -> bool:
+        """A reading (None: unknown); True when the notice is due now."""
+        if pct is None or self.low_pct <= 0:
+            return False
+        if self.notified:
+            if pct >= self.low_pct + self.rearm_pct:
+                self.notified = False
+            return False
+        if pct <= self.low_pct:
+            self.notified = True
+            return True
+        return False
+
+
+@dataclass
+class MorningWear:
+    """Worn seconds in the morning window of one day; judged once at the window's end.
+
+    The caller gives sample times of the window (``start_s``, ``end_s``) per day, and every
+    observation (a frame or an idle state) with whether the sensor was worn. The notice is due
+    at the first observation at or after ``end_s`` when the wearer was watched from near the
+    window's start (the daemon was running: otherwise a start at 11:55 would notify at once)
+    and worn less than ``min_worn_s``.
+    """
+
+    min_worn_s: float
+    start_s: float = math.inf
+    end_s: float = math.inf
+    enabled: bool = False
+    worn_s: float = 0.0
+    watched_from_s: float | None = None
+    last_t_s: float | None = None
+    judged: bool = False
+
+    MAX_STEP_S = 2.0
+    """A frame counts for at most this much worn time (frames come every 0.1-1 s), seconds."""
+    LATE_START_S = 15 * 60.0
+    """Watched from no later than this after the window's start, or the morning is not judged."""
+
+    def new_day(self, start_s: float, end_s: float, enabled: bool) -> None:
+        self.start_s, self.end_s, self.enabled = start_s, end_s, enabled
+        self.worn_s, self.watched_from_s, self.last_t_s, self.judged = 0.0, None, None, False
+
+    def observe(self, t_s: float, worn: bool) -> float | None:
+        """One observation; returns the worn minutes when the notice is due now, else None."""
+        prev, self.last_t_s = self.last_t_s, t_s
+        if not self.enabled or self.judged or t_s < self.start_s:
+            return None
+        if self.watched_from_s is None:
+            self.watched_from_s = t_s
+        if worn and prev is not None and t_s < self.end_s:
+            self.worn_s += min(max(t_s - max(prev, self.start_s), 0.0), self.MAX_STEP_S)
+        if t_s < self.end_s:
+            return None
+        self.judged = True
+        if self.watched_from_s > self.start_s + self.LATE_START_S or self.worn_s >= self.min_worn_s:
+            return None
+        return round(self.worn_s / 60.0, 1)

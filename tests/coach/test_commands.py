@@ -100,7 +100,7 @@ def history_dir(tmp_path: Path, wearers: tuple[str, ...] = ("ana",)) -> Path:
     for name in wearers:
         h = History()
         for k in range(10):
-            h.put(DayRecord(f"2026-11-{20 + k:02d}", upright_s=3600.0 * 3, slouched_s=1800.0 + 60 * k,
+            h.put(DayRecord.of(f"2026-11-{20 + k:02d}", upright_s=3600.0 * 3, slouched_s=1800.0 + 60 * k,
                             alerts=k, breaks=4, stretch_breaks=1, stretch_sessions=1, goal_met=k % 4 != 3,
                             streak=k % 4))
         HistoryStore(tmp_path).save(name, h)

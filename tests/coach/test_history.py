@@ -26,8 +26,8 @@ def days_from(start: str, n: int) -> list[str]:
 def filled(n: int, keep_days: int = 120) -> History:
     h = History(keep_days)
     for k, d in enumerate(days_from("2025-01-01", n)):
-        h.put(DayRecord(d, upright_s=3000.0 + k, slouched_s=600.0, sitting_s=4000.0, alerts=k % 7, breaks=3,
-                        goal_met=k % 3 == 0, streak=k % 5))
+        h.put(DayRecord.of(d, upright_s=3000.0 + k, slouched_s=600.0, sitting_s=4000.0, alerts=k % 7,
+                           breaks=3, goal_met=k % 3 == 0, streak=k % 5))
     return h
 
 
@@ -100,7 +100,7 @@ from slouchd.history import DayRecord, History, HistoryStore
 store = HistoryStore(Path(sys.argv[1]))
 h = History(120)
 for i in itertools.count():
-    h.put(DayRecord(f"2025-01-{1 + i % 28:02d}", alerts=i, upright_s=float(i)))
+    h.put(DayRecord.of(f"2025-01-{1 + i % 28:02d}", alerts=i, upright_s=float(i)))
     store.save("ana", h)
     print(i, flush=True)
 """

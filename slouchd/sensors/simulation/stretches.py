@@ -103,6 +103,8 @@ class StretchingWearer:
     mount: Mount = field(default_factory=lambda: Mount.parse("+y,-z"))
     reps: list[RepTruth] = field(default_factory=list)
     bounces: list[Bounce] = field(default_factory=list)
+    walks: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) of walks (:meth:`walk`), seconds."""
 
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
@@ -229,6 +231,29 @@ class StretchingWearer:
             rep.bounce = b
             self.bounces.append(b)
 
+    def walk(self, start_s: float, dur_s: float) -> None:
+        """Get up and walk from ``start_s`` for ``dur_s`` (seconds): the trunk sways at the step
+        rate (1.7-2 Hz, 3-4 degrees forward-back, 2-3 sideways), which the tracker sees as moving
+        or walking; then sit upright again."""
+        if start_s < self.horizon_s + FD_H_S:
+            raise RuntimeError(f"walk planned at {start_s:.2f} s, before the samples already made")
+        self.walks.append((start_s, start_s + dur_s))
+        rng = self.rng
+        self._walk_shape = (rng.uniform(1.7, 2.0), rng.uniform(3.0, 4.0), rng.uniform(2.0, 3.0))
+
+    def _walk_offsets(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f = np.zeros_like(t)
+        la = np.zeros_like(t)
+        if not self.walks:
+            return f, la
+        hz, fwd, side = self._walk_shape
+        for a, b in self.walks:
+            inside = (t >= a) & (t < b)
+            ph = 2 * np.pi * hz * (t - a)
+            f = f + np.where(inside, fwd * np.sin(2 * ph), 0.0)
+            la = la + np.where(inside, side * np.sin(ph), 0.0)
+        return f, la
+
     # -------------------------------------------------------------------------- angles and IMU
 
     def angles(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +273,8 @@ class StretchingWearer:
                 flex = flex + b.offset(t)
             else:
                 lat = lat + b.offset(t)
-        return flex, lat
+        wf, wl = self._walk_offsets(t)
+        return flex + wf, lat + wl
 
     def samples(self, t0: float, t1: float) -> SampleBatch:
         """IMU samples in ``[t0, t1)``: acceleration (g) and, with ``gyro``, rate (deg/s)."""
@@ -340,16 +366,23 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
                        settings: sj.StretchSettings | None = None, gyro: bool = True,
                        rate_hz: float = 50.0, bounce_swing_deg: float = 5.0,
                        bounce_hz: tuple[float, float] = (1.0, 2.0), chunk_s: float = 0.25,
-                       max_s: float = 1200.0, keep_samples: bool = False) -> SessionRun:
+                       max_s: float = 1200.0, keep_samples: bool = False,
+                       runtime: bool = False, mute_s: float = 0.0,
+                       buzz_on_bounce: bool = False) -> SessionRun:
     """Simulate a person doing ``steps`` through the real posture tracker and the stretch judge.
 
     The tracker runs with the mount declared and 0.1 s frames; its frames feed the judge
-    (``still`` = activity ``still``); the person reacts to the judge's events.
+    (``still`` = activity ``still``); the person reacts to the judge's events. With ``runtime``
+    the session runs end to end through :class:`slouchd.coaching.CoachRuntime` (started with
+    ``start_stretch``, fed the frames with ``process``), as the daemon will run it, and
+    ``mute_s`` > 0 drops the samples of that many seconds after each event asking for a buzz
+    (``"haptic"``), as the BLE source does while the motor runs (``buzz_s + settle_s``).
     """
     from slouchd.posture.settings import DetectionSettings, WellbeingSettings
     from slouchd.posture.tracker import PostureTracker
 
     settings = settings or sj.StretchSettings()
+    coach = _session_runtime(steps, settings, buzz_on_bounce) if runtime else None
     wearer = StretchingWearer(steps, behaviour, seed, rate_hz, gyro, bounce_swing_deg, bounce_hz)
     tracker = PostureTracker(DetectionSettings(), WellbeingSettings(), wearer.mount,
                              frame_interval_s=0.1, epoch_offset_s=0.0, tz=UTC)
@@ -359,8 +392,11 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
     open_rep: dict[str, Any] | None = None
     kept: list[SampleBatch] = []
     t = 0.0
+    mute_until = -math.inf
     while t < max_s and not (judge is not None and judge.done):
         batch = wearer.samples(t, t + chunk_s)
+        if mute_until > t:
+            batch = _drop_before(batch, mute_until)
         if keep_samples:
             kept.append(batch)
         out = tracker.process(batch)
@@ -369,25 +405,166 @@ def run_guided_session(steps: list[Stretch], behaviour: str, seed: int, *,
             if judge is None:
                 if f.t_s < wearer.session_start_s or not f.calibrated:
                     continue
-                judge = sj.StretchJudge(steps, settings, session="sim", t_start_s=f.t_s)
-                new = judge.start()
+                judge, new = _start(coach, steps, settings, f.t_s)
             else:
-                new = judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
-            for ev in new:
-                if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
-                    open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
-                elif ev.kind in (sj.STRETCH_REP_COMPLETE, sj.STRETCH_ABANDONED) and open_rep is not None:
-                    open_rep.update(t1=ev.t_s, held_s=float(ev.data.get("held_s", 0.0)),
-                                    complete=ev.kind == sj.STRETCH_REP_COMPLETE)
-                    windows.append(open_rep)
-                    open_rep = None
+                new = _feed(coach, judge, f)
+            open_rep = _rep_windows(new, judge, open_rep, windows)
             events += new
+            if mute_s > 0 and any("haptic" in ev.data for ev in new):
+                mute_until = t + mute_s  # the buzz starts with the next samples
             wearer.react(new)
             if judge.done:
                 break
     if keep_samples:  # a few seconds after the end, as a recording would go on
         kept.append(wearer.samples(t, t + 3.0))
     return SessionRun(wearer, judge, events, windows, kept)
+
+
+@dataclass
+class DayRun:
+    """What :func:`run_coached_day` produced."""
+
+    coach: Any
+    tracker: Any
+    tracker_events: list[Any]
+    coach_events: list[Any]
+    answers: list[str]
+    """How each break reminder was answered, in order (``stretch`` / ``walk``)."""
+    frame_times: list[float] = field(default_factory=list)
+
+
+def run_coached_day(catalog: Any, store: Any, *, answers: tuple[str, ...] = ("stretch", "walk"),
+                    seed: int = 1, start_wall_s: float, end_s: float, session: str = "quick",
+                    break_after_min: float = 5.0, walk_s: float = 60.0, rate_hz: float = 25.0,
+                    coach_settings: Any = None, battery: Any = None, switch_frames: bool = False) -> DayRun:
+    """A short simulated work day through the real tracker and :class:`CoachRuntime`.
+
+    The person sits upright and still; each break reminder is answered in turn by ``answers``:
+    ``stretch`` starts ``session`` a second after the reminder (the person follows the judge), or
+    ``walk`` gets up and walks ``walk_s``. A completed session resets sitting time as the daemon
+    will (``reset_sitting``). ``start_wall_s`` is the Unix time of sample time 0 (UTC), so a day
+    can be made to cross midnight. ``battery(t_s)`` gives the battery % (None: unknown).
+    ``switch_frames``: frames every second, every 0.1 s only while a session runs, as the daemon
+    will do with ``set_frame_interval`` (docs/coach.md, "Wiring"); else always every 0.1 s.
+    """
+    from datetime import UTC
+
+    from slouchd.coaching import CoachRuntime
+    from slouchd.model import EventKind
+    from slouchd.posture.settings import DetectionSettings, WellbeingSettings
+    from slouchd.posture.tracker import PostureTracker
+
+    wearer = StretchingWearer(catalog.steps_of(catalog.session(session)), "good", seed, rate_hz)
+    tracker = PostureTracker(DetectionSettings(), WellbeingSettings(break_after_min=break_after_min,
+                                                                     break_min_s=30.0, break_repeat_min=5.0),
+                             wearer.mount, frame_interval_s=1.0 if switch_frames else 0.1,
+                             epoch_offset_s=start_wall_s, tz=UTC)
+    coach = CoachRuntime("ana", catalog, coach=coach_settings, store=store, haptic=True, tz=UTC,
+                         epoch_offset_s=start_wall_s)
+    totals = tracker._wellbeing.totals  # the lead's tracker.totals will return it
+    coach.observe_totals(totals)
+    run = DayRun(coach, tracker, [], [], [])
+    todo = list(answers)
+    t = 0.0
+    while t < end_s:
+        out = tracker.process(wearer.samples(t, t + 0.5))
+        t += 0.5
+        co = coach.process(out.frames, out.events, tracker._wellbeing.totals,
+                           None if battery is None else battery(t))
+        if co.reset_sitting:
+            tracker._wellbeing._break_taken()  # the lead's tracker.take_break()
+        run.tracker_events += out.events
+        run.coach_events += co.events
+        run.frame_times += [f.t_s for f in out.frames]
+        wearer.react(_as_stretch_events(co.events))
+        if switch_frames:
+            set_frame_interval(tracker, 0.1 if coach.needs_ticks else 1.0)
+        for ev in out.events:
+            if ev.kind is not EventKind.BREAK_REMINDER or not todo:
+                continue
+            how = todo.pop(0)
+            run.answers.append(how)
+            if how == "walk":
+                wearer.walk(t + 2.0, walk_s)
+            else:
+                started = coach.start_stretch(t, session)
+                run.coach_events += started.events
+                wearer.react(_as_stretch_events(started.events))
+                if switch_frames:
+                    set_frame_interval(tracker, 0.1)
+    return run
+
+
+def set_frame_interval(tracker: Any, interval_s: float) -> None:
+    """What ``PostureTracker.set_frame_interval`` is proposed to do (docs/coach.md, "Wiring"),
+    from outside until it exists: frames every ``interval_s`` from the next tick."""
+    from slouchd.posture.filters import TICK_S
+
+    interval_s = max(float(interval_s), TICK_S)
+    fs = tracker._frames
+    if interval_s != fs.interval_s:
+        fs.interval_s = interval_s
+        if fs.next_t is not None and math.isfinite(tracker._last_tick_end):
+            fs.next_t = math.floor(tracker._last_tick_end / interval_s + 1e-9) * interval_s + interval_s
+
+
+def _rep_windows(new: list[sj.StretchEvent], judge: sj.StretchJudge, open_rep: dict[str, Any] | None,
+                 windows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Follow the repetitions through ``new`` events: each closed one goes to ``windows``; returns
+    the one still open."""
+    for ev in new:
+        if ev.kind in (sj.STRETCH_STEP_START, sj.STRETCH_REP_START):
+            open_rep = {"step": judge.step_index, "rep": judge.rep, "t0": ev.t_s}
+        elif ev.kind in (sj.STRETCH_REP_COMPLETE, sj.STRETCH_ABANDONED) and open_rep is not None:
+            open_rep.update(t1=ev.t_s, held_s=float(ev.data.get("held_s", 0.0)),
+                            complete=ev.kind == sj.STRETCH_REP_COMPLETE)
+            windows.append(open_rep)
+            open_rep = None
+    return open_rep
+
+
+def _drop_before(batch: SampleBatch, t_s: float) -> SampleBatch:
+    """The samples of ``batch`` from ``t_s`` on (a buzz muted the ones before)."""
+    keep = batch.t_s >= t_s
+    gyro = None if batch.gyro_dps is None else batch.gyro_dps[keep]
+    return SampleBatch(batch.t_s[keep], batch.acc_g[keep], gyro)
+
+
+def _start(coach: Any, steps: list[Stretch], settings: sj.StretchSettings,
+           t_s: float) -> tuple[sj.StretchJudge, list[sj.StretchEvent]]:
+    """Start the session at ``t_s``: through the runtime when there is one, else a bare judge."""
+    if coach is not None:
+        new = _as_stretch_events(coach.start_stretch(t_s, "sim").events)
+        assert coach.judge is not None
+        return coach.judge, new
+    judge = sj.StretchJudge(steps, settings, session="sim", t_start_s=t_s)
+    return judge, judge.start()
+
+
+def _feed(coach: Any, judge: sj.StretchJudge, f: Any) -> list[sj.StretchEvent]:
+    """One frame into the runtime (or the bare judge); the stretch events it produced."""
+    if coach is not None:
+        return _as_stretch_events(coach.process([f], []).events)
+    return judge.update(f.t_s, f.flexion_deg, f.lateral_deg, f.activity is Activity.STILL, f.worn)
+
+
+def _session_runtime(steps: list[Stretch], settings: sj.StretchSettings, buzz_on_bounce: bool = False) -> Any:
+    """A coach runtime whose catalogue has one session, ``sim``, of ``steps``."""
+    from slouchd.coaching import CoachRuntime
+    from slouchd.posture.coach import CoachSettings
+    from slouchd.posture.stretch_catalog import StretchCatalog, StretchSession
+
+    unique = list({s.name: s for s in steps}.values())
+    session = StretchSession(name="sim", steps=[s.name for s in steps])
+    cat = StretchCatalog(stretches=unique, sessions=[session])
+    return CoachRuntime("sim", cat, stretch=settings, haptic=True,
+                        coach=CoachSettings(buzz_on_bounce=buzz_on_bounce))
+
+
+def _as_stretch_events(events: list[Any]) -> list[sj.StretchEvent]:
+    """The runtime's stretch events as the judge's (the person and the scoring read those)."""
+    names = set(sj.EVENT_NAMES)
+    return [sj.StretchEvent(e.t_s, str(e.kind.value), dict(e.data)) for e in events if e.kind.value in names]
 
 
 def main(argv: list[str] | None = None) -> int:
