@@ -132,8 +132,9 @@ def one_run(work: Path, port: int, sub: Subscriber, mode: str, n: int, window_s:
                 proc.wait()
         notify.close()
     states = [m for m in msgs if m.topic.endswith("/state") and m.topic.startswith(prefix)]
-    lags = []
-    first_half, second_half = [], []
+    lags: list[float] = []
+    first_half: list[float] = []
+    second_half: list[float] = []
     for i, m in enumerate(states):
         try:
             lag = m.at - float(json.loads(m.payload)["t"])

@@ -113,21 +113,28 @@ def run_tracker(rec: Recording | Iterable[SampleBatch], tracker: PostureTracker,
     """Feed the recording (or its batches, in order) to the tracker, requesting calibration at
     ``calibrate_at``; the last output is the tracker's flush."""
     batches = rec.batches(CHUNK_S) if isinstance(rec, Recording) else rec
+    for outputs in _fan_out(batches, [tracker], calibrate_at):
+        yield outputs[0]
+
+
+def _split_at(batches: Iterable[SampleBatch], calibrate_at: float | None) -> Iterator[SampleBatch | None]:
+    """The batches, cut at recording time ``calibrate_at`` (seconds) where None stands for "request
+    calibration now"; a time past the end gives that None last (answered by the flush with
+    calibration_failed)."""
     pending_cal = calibrate_at
     for batch in batches:
         if pending_cal is not None and batch.t_s[-1] >= pending_cal:
             cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
-            if cut:
-                yield tracker.process(_slice(batch, 0, cut))
-            tracker.request_calibration()
             pending_cal = None
+            if cut:
+                yield _slice(batch, 0, cut)
+            yield None
             if cut < len(batch):
-                yield tracker.process(_slice(batch, cut, len(batch)))
-            continue
-        yield tracker.process(batch)
+                yield _slice(batch, cut, len(batch))
+        else:
+            yield batch
     if pending_cal is not None:
-        tracker.request_calibration()  # past the end: answered by flush() with calibration_failed
-    yield tracker.flush()
+        yield None
 
 
 def chunks(samples: Iterable[SampleBatch], chunk_s: float = CHUNK_S) -> Iterator[SampleBatch]:
@@ -415,31 +422,14 @@ def _summary(batches: Iterable[SampleBatch], rep: ReadReport, cfg: Config, mount
 
 def _fan_out(batches: Iterable[SampleBatch], trackers: list[PostureTracker],
              calibrate_at: float | None) -> Iterator[list[TrackerOutput]]:
-    """Each batch through every tracker (calibration requested at the same point in each)."""
-    def split(batch: SampleBatch) -> Iterator[tuple[SampleBatch | None, bool]]:
-        nonlocal pending_cal
-        if pending_cal is not None and batch.t_s[-1] >= pending_cal:
-            cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
-            pending_cal = None
-            if cut:
-                yield _slice(batch, 0, cut), False
-            yield None, True
-            if cut < len(batch):
-                yield _slice(batch, cut, len(batch)), False
+    """Each batch through every tracker (calibration requested at the same point in each); the
+    last outputs are the trackers' flushes."""
+    for part in _split_at(batches, calibrate_at):
+        if part is None:
+            for tr in trackers:
+                tr.request_calibration()
         else:
-            yield batch, False
-
-    pending_cal = calibrate_at
-    for batch in batches:
-        for part, calibrate in split(batch):
-            if calibrate:
-                for tr in trackers:
-                    tr.request_calibration()
-            else:
-                yield [tr.process(part) for tr in trackers]  # type: ignore[arg-type]
-    if pending_cal is not None:
-        for tr in trackers:
-            tr.request_calibration()
+            yield [tr.process(part) for tr in trackers]
     yield [tr.flush() for tr in trackers]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class PacedSource:
                  start_epoch_s: float | None = None, loop: bool = False,
                  preload: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = asyncio.sleep,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._factory = batches
         self._preload = preload

@@ -232,7 +232,7 @@ class RecordingReader:
                     raise RecordingError(unreadable(Path(source), err)) from None
                 self._own = True
         else:
-            self.where = where or getattr(source, "name", "<recording>")
+            self.where = where or str(getattr(source, "name", "<recording>"))
             self._fh = source
         self.block_rows = int(block_rows)
         self._acc_unit = acc_unit
@@ -539,7 +539,7 @@ class _LineOf:
         return self._numbers[row]
 
 
-def _remap(line_of: _LineOf, keep: np.ndarray) -> Callable[[int], int]:
+def _remap(line_of: Callable[[int], int], keep: np.ndarray) -> Callable[[int], int]:
     """``line_of`` for the rows ``keep`` of the block."""
     return lambda row: line_of(int(keep[row]))
 
@@ -597,18 +597,22 @@ def _retime(t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, period: flo
 
 # --------------------------------------------------------------------------------- whole files
 
-def parse_recording(text: str, where: str = "<recording>", **units: str | None) -> Recording:
+def parse_recording(text: str, where: str = "<recording>", *, acc_unit: str | None = None,
+                    gyro_unit: str | None = None) -> Recording:
     """Parse replay-CSV text. Raises RecordingError naming ``where`` and the line of the problem."""
-    return _whole(RecordingReader(io.StringIO(text.removeprefix("\ufeff")), where, **units))
+    reader = RecordingReader(io.StringIO(text.removeprefix("\ufeff")), where, acc_unit=acc_unit,
+                             gyro_unit=gyro_unit)
+    return _whole(reader)
 
 
-def read_recording(path: str | os.PathLike[str], **units: str | None) -> Recording:
+def read_recording(path: str | os.PathLike[str], *, acc_unit: str | None = None,
+                   gyro_unit: str | None = None) -> Recording:
     """Read a whole replay CSV file (``-`` = standard input) into memory. Raises RecordingError.
 
-    ``units``: ``acc_unit`` and ``gyro_unit`` as for :class:`RecordingReader`. For long files
-    prefer :class:`RecordingReader`, which streams.
+    ``acc_unit`` and ``gyro_unit`` as for :class:`RecordingReader`. For long files prefer
+    :class:`RecordingReader`, which streams.
     """
-    with RecordingReader(path, **units) as reader:
+    with RecordingReader(path, acc_unit=acc_unit, gyro_unit=gyro_unit) as reader:
         return _whole(reader)
 
 
@@ -657,8 +661,8 @@ class RecordingWriter:
             return
         cols = [t[:, None], batch.acc_g[keep]]
         fmt = ["%.4f", "%.5f", "%.5f", "%.5f"]
-        if self.gyro:
-            cols.append(batch.gyro_dps[keep])  # type: ignore[index]
+        if self.gyro and batch.gyro_dps is not None:  # (gyro without data was refused above)
+            cols.append(batch.gyro_dps[keep])
             fmt += ["%.3f"] * 3
         buf = io.StringIO()
         np.savetxt(buf, np.hstack(cols), fmt=fmt, delimiter=",")
