@@ -48,6 +48,8 @@ BLOCK_ROWS = 65536
 """Lines parsed at a time: about 20 min at 50 Hz and 4 MB of arrays, whatever the file size."""
 PERIOD_ROWS = 4096
 """The first block is at least this long: the sample period is measured on it."""
+_Rows = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""Rows held back for re-timing: t (s), acceleration (g), angular rate (deg/s) or None."""
 LOW_RATE_HZ = 20.0
 """Below this sample rate angles are less accurate (errors 2-4x those at 50 Hz): warn."""
 GYRO_CHECK_WINDOWS = 5
@@ -300,7 +302,7 @@ class RecordingReader:
         """The samples in blocks of up to ``block_rows``, strictly increasing in ``t``, in g and
         deg/s. Raises RecordingError at the first row that cannot be read."""
         rep = self.report
-        carry: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        carry: _Rows | None = None
         prev_max = -math.inf
         first = True
         while True:
@@ -308,22 +310,7 @@ class RecordingReader:
             lines = self._read_lines(max(self.block_rows, PERIOD_ROWS) if first else self.block_rows)
             if not lines:
                 break
-            values, line_of_block = self._parse_block(lines, start_line)
-            line_of: Callable[[int], int] = line_of_block
-            if first:
-                if self._gyro_cols and values.shape[0] and np.isnan(values[:, 4:7]).all():
-                    self._gyro_cols = False  # gyro columns present but empty: no gyroscope
-                rep.gyro = self._gyro_cols
-            if not self._gyro_cols:
-                values = values[:, :4]
-            bad = ~np.all(np.isfinite(values), axis=1)
-            if bad.any():
-                if rep.first_dropped_line is None:
-                    rep.first_dropped_line = line_of(int(np.argmax(bad)))
-                rep.dropped += int(np.count_nonzero(bad))
-                keep = np.flatnonzero(~bad)
-                values = values[keep]
-                line_of = _remap(line_of, keep)
+            values, line_of = self._finite_rows(lines, start_line, first)
             if values.shape[0] == 0:
                 continue
             t = values[:, 0]
@@ -344,6 +331,34 @@ class RecordingReader:
             done, carry = _retime(t, acc, gyro, rep.period_s)
             if done is not None:
                 yield self._deliver(done)
+        yield from self._last_rows(carry)
+
+    def _finite_rows(self, lines: list[str], start_line: int,
+                     first: bool) -> tuple[np.ndarray, Callable[[int], int]]:
+        """The block's rows (columns t, acc, gyro if any) without those with an empty or
+        non-finite cell (counted), and the line number of each row kept."""
+        rep = self.report
+        values, line_of_block = self._parse_block(lines, start_line)
+        line_of: Callable[[int], int] = line_of_block
+        if first:
+            if self._gyro_cols and values.shape[0] and np.isnan(values[:, 4:7]).all():
+                self._gyro_cols = False  # gyro columns present but empty: no gyroscope
+            rep.gyro = self._gyro_cols
+        if not self._gyro_cols:
+            values = values[:, :4]
+        bad = ~np.all(np.isfinite(values), axis=1)
+        if bad.any():
+            if rep.first_dropped_line is None:
+                rep.first_dropped_line = line_of(int(np.argmax(bad)))
+            rep.dropped += int(np.count_nonzero(bad))
+            keep = np.flatnonzero(~bad)
+            values = values[keep]
+            line_of = _remap(line_of, keep)
+        return values, line_of
+
+    def _last_rows(self, carry: _Rows | None) -> Iterator[SampleBatch]:
+        """The rows held back for re-timing, at the end of the file; an error if there were none."""
+        rep = self.report
         if carry is not None:
             if rep.period_s is None and carry[0].size > 1:
                 raise RecordingError(f"{self.where}: t never moves forward: the samples cannot be placed "
@@ -556,7 +571,7 @@ def _period(t: np.ndarray) -> float | None:
 
 def _retime(t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, period: float | None, *,
             final: bool = False
-            ) -> tuple[SampleBatch | None, tuple[np.ndarray, np.ndarray, np.ndarray | None] | None]:
+            ) -> tuple[SampleBatch | None, _Rows | None]:
     """Spread rows whose ``t`` does not move forward evenly after the last row that did.
 
     A run of such rows after row ``a`` (and before the next row ``b`` that moves forward) gets
