@@ -56,13 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "seconds, g, deg/s) and print JSON Lines: posture records every --every seconds "
                     "and events (slouch_alert, slouch_end, break_reminder, calibrated, ...).")
     p.add_argument("file", help="the recording, CSV with header t,ax,ay,az[,gx,gy,gz] (- = standard input)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config key, repeatable, e.g. --set detection.dwell_s=30")
-    p.add_argument("--mount", metavar="UP,OUT",
-                   help="sensor axes toward the head and out of the back, each of +x -x +y -y +z -z "
-                        "(default: learn the forward axis from the recording)")
-    p.add_argument("--calibrate-at", metavar="SECONDS", type=_seconds, dest="calibrate_at",
+    add_input_options(p, "detection.dwell_s=30",
+                      "sensor axes toward the head and out of the back, each of +x -x +y -y +z -z "
+                      "(default: learn the forward axis from the recording)")
+    p.add_argument("--calibrate-at", metavar="SECONDS", type=seconds_arg, dest="calibrate_at",
                    help="the upright calibration window starts at this recording time "
                         "(default: the first still window)")
     p.add_argument("--every", metavar="SECONDS", type=_positive, default=1.0,
@@ -81,7 +78,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _seconds(text: str) -> float:
+def add_input_options(p: argparse.ArgumentParser, set_example: str, mount_help: str) -> None:
+    """``--config``, ``--set`` (e.g. ``set_example``) and ``--mount``: what a command over a
+    recording reads with :func:`load_inputs`."""
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help=f"override a config key, repeatable, e.g. --set {set_example}")
+    p.add_argument("--mount", metavar="UP,OUT", help=mount_help)
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[Config, Mount | None]:
+    """The configuration and the mount (None: learnt from the recording) that
+    :func:`add_input_options` asked for. Raises CliError naming the option."""
+    cfg = load_config(args.config, args.overrides)
+    if args.mount is None:
+        return cfg, None
+    try:
+        return cfg, Mount.parse(args.mount)
+    except ValueError as err:
+        raise CliError(f"--mount: {err}") from None
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
     try:
         v = float(text)
     except ValueError:
@@ -92,7 +111,7 @@ def _seconds(text: str) -> float:
 
 
 def _positive(text: str) -> float:
-    v = _seconds(text)
+    v = seconds_arg(text)
     if v < 0.1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 0.1")
     return v
@@ -174,13 +193,7 @@ def posture_record(frame: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    mount = None
-    if args.mount is not None:
-        try:
-            mount = Mount.parse(args.mount)
-        except ValueError as err:
-            raise CliError(f"--mount: {err}") from None
+    cfg, mount = load_inputs(args)
     try:
         reader = RecordingReader(args.file, acc_unit=args.acc_unit, gyro_unit=args.gyro_unit)
     except RecordingError as err:
