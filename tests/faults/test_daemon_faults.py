@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from tests._broker import MosquittoBroker
-from tests.daemon.harness import DaemonProcess, Recorder, write_config
+from tests.daemon.harness import DaemonProcess, Message, Recorder, write_config
 from tests.faults._faults import figures, rss_mb, scale, wait_until
 from tests.publish._mqtt import uniq
 
@@ -43,6 +43,11 @@ def _sigterm_s(d: DaemonProcess) -> float:
     except subprocess.TimeoutExpired:
         return float("inf")
     return time.monotonic() - t0
+
+
+def _stamp(state: Message) -> float:
+    """The wall-clock time a state message is stamped with, Unix seconds."""
+    return datetime.fromisoformat(state.json()["time"]).timestamp()
 
 
 def _health(d: DaemonProcess) -> dict[str, str]:
@@ -75,13 +80,16 @@ def test_notify_socket_not_read_never_blocks_the_daemon(
                        wearers=SIM, base_topic=base)
     # WatchdogSec=0.2 s: a ping every 0.1 s fills the 10-datagram queue within a second.
     d = DaemonProcess(cfg, notify=SimpleNamespace(path=path), watchdog_usec=200_000)  # type: ignore[arg-type]
+    state = f"{base}/ana/state"
     try:
-        rec.wait_for(lambda m: m.topic == f"{base}/ana/state", timeout_s=20)
-        time.sleep(scale(2.0, 30.0))
+        # The 10-datagram queue is full within a second: the state's gateway counters say when.
+        rec.wait_for(lambda m: m.topic == state and m.json().get("gateway", {}).get("notify_dropped", 0) > 0,
+                     timeout_s=30)
+        time.sleep(scale(0.0, 30.0))  # the long form: half a minute more of it
         t_late = time.monotonic()
-        rec.wait_for(lambda m: m.topic == f"{base}/ana/state", timeout_s=5, since=t_late)
-        late_states = len([m for m in rec.on(f"{base}/ana/state") if m.at >= t_late - 2])
-        last_state = rec.on(f"{base}/ana/state")[-1].json()
+        rec.wait_for(lambda m: m.topic == state, timeout_s=5, since=t_late)
+        late_states = len([m for m in rec.on(state) if m.at >= t_late - 2])
+        last_state = rec.on(state)[-1].json()
         health = _health(d)
         stop_s = _sigterm_s(d)
     finally:
@@ -313,20 +321,26 @@ def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker
     states = f"{base}/ana/state"
     counts: dict[str, int] = {}
     jumps: dict[str, float] = {}
+    late: dict[str, bool] = {}
     try:
         rec.wait_for(lambda m: m.topic == states, 30)
         steps = scale([("+1h", "+3600"), ("-1h", "+0")],
                       [("+1h", "+3600"), ("back -1h", "+0"), ("-1h", "-3600"), ("back", "+0"),
                        ("+1d", "+86400"), ("back -1d", "+0")])
         for label, step in steps:
-            before = datetime.fromisoformat(rec.on(states)[-1].json()["time"]).timestamp()
+            before = _stamp(rec.on(states)[-1])
             offset.write_text(step + "\n")
             t = time.monotonic()
-            time.sleep(scale(2.0, 5.0))
+            # Until a state comes a second after the step (one sooner may have been on its way
+            # already); a stall never brings it. The long form watches longer.
+            with contextlib.suppress(AssertionError):
+                rec.wait_for(lambda m: m.topic == states, timeout_s=10, since=t + 1.0)
+            time.sleep(scale(0.0, 3.0))
             after = [m for m in rec.on(states) if m.at >= t]
             counts[label] = len(after)
-            if after:  # the wall clock the daemon stamps its states with (proof the step took)
-                jumps[label] = round(datetime.fromisoformat(after[-1].json()["time"]).timestamp() - before)
+            late[label] = any(m.at >= t + 1.0 for m in after)
+            if after:  # sample time, paced on the monotonic clock: it moves on, not by the step
+                jumps[label] = round(_stamp(after[-1]) - before)
         bridge_offline = [m for m in rec.on(f"{base}/bridge/state") if m.payload == b"offline"]
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -338,12 +352,12 @@ def test_wall_clock_steps_libfaketime(tmp_path: Path, mosquitto: MosquittoBroker
             proc.wait()
         log.close()
     # States keep flowing after each step: simulated and replay: wearers pace on the monotonic clock.
-    flowing = all(c >= 1 for c in counts.values())  # states come at ~1 Hz: a stall shows as 0
+    flowing = all(late.values())  # states still coming a second after each step
     ok = flowing and not bridge_offline and stop_s <= 5.0
     figures("wall clock stepped (libfaketime)", "holds" if ok else "fails (states stall: pacing)",
             states_after_step=" ".join(f"{k}:{v}" for k, v in counts.items()),
             state_time_moved_s=" ".join(f"{k}:{v:+.0f}" for k, v in jumps.items()),
             bridge_offline=len(bridge_offline), sigterm_s=f"{stop_s:.2f}")
     assert not bridge_offline
-    assert flowing, counts
+    assert flowing, (counts, late)
     assert proc.returncode == 0 and stop_s <= 5.0
