@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ from slouchd.config import Config, load_config
 from slouchd.model import EventKind, Mount, Posture, SampleBatch
 from slouchd.plot import Collector
 from slouchd.posture.tracker import PostureTracker, TrackerOutput
+from slouchd.sensors.paced import on_grid, slice_batch
 from slouchd.sensors.recording import (
     ACC_UNITS,
     GYRO_UNITS,
@@ -146,10 +146,10 @@ def _split_at(batches: Iterable[SampleBatch], calibrate_at: float | None) -> Ite
             cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
             pending_cal = None
             if cut:
-                yield _slice(batch, 0, cut)
+                yield slice_batch(batch, 0, cut)
             yield None
             if cut < len(batch):
-                yield _slice(batch, cut, len(batch))
+                yield slice_batch(batch, cut, len(batch))
         else:
             yield batch
     if pending_cal is not None:
@@ -159,27 +159,7 @@ def _split_at(batches: Iterable[SampleBatch], calibrate_at: float | None) -> Ite
 def chunks(samples: Iterable[SampleBatch], chunk_s: float = CHUNK_S) -> Iterator[SampleBatch]:
     """Regroup streamed blocks into batches of ``chunk_s`` seconds on a grid from the first sample
     (as :meth:`Recording.batches` cuts a whole recording)."""
-    origin: float | None = None
-    pending: list[SampleBatch] = []
-    current = None
-    for block in samples:
-        if origin is None:
-            origin = float(block.t_s[0])
-        k = np.floor((block.t_s - origin) / chunk_s).astype(np.int64)
-        cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(block)]
-        for a, b in itertools.pairwise(cuts):
-            if current is not None and k[a] != current and pending:
-                yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
-                pending = []
-            current = k[a]
-            pending.append(block if b - a == len(block) else _slice(block, a, b))
-    if pending:
-        yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
-
-
-def _slice(batch: SampleBatch, a: int, b: int) -> SampleBatch:
-    gyro = None if batch.gyro_dps is None else batch.gyro_dps[a:b]
-    return SampleBatch(batch.t_s[a:b], batch.acc_g[a:b], gyro)
+    return on_grid(samples, chunk_s)
 
 
 def posture_record(frame: Any) -> dict[str, Any]:
