@@ -18,6 +18,10 @@ The format, as documented in docs/recordings.md::
 - accelerations in milli-g or m/s^2 and a gyroscope in rad/s are recognised and refused with the
   option that reads them (``acc_unit`` / ``gyro_unit``) unless that unit is given;
 - any other malformed row is an error naming its line (the header's line number counts from 1).
+
+(About 700 lines, over the ~400 the project aims for: the reader is one streaming pass whose
+steps (header, blocks, dropped rows, re-timing, unit checks) share its report; the writer and the
+whole-file helpers are small and sit beside it so that the format is defined in one place.)
 """
 
 from __future__ import annotations
