@@ -73,8 +73,8 @@ class PacketSource:
         t = np.concatenate([b.t_s for b in blocks])
         self.t = t - t[0]
         self.acc = np.concatenate([b.acc_g for b in blocks])
-        gyros = [b.gyro_dps for b in blocks]
-        self.gyro = None if any(g is None for g in gyros) else np.concatenate(gyros)
+        gyros = [b.gyro_dps for b in blocks if b.gyro_dps is not None]
+        self.gyro: np.ndarray | None = np.concatenate(gyros) if len(gyros) == len(blocks) else None
         self.dt = float(np.median(np.diff(self.t[:1000])))
         self.span_s = float(self.t[-1]) + self.dt  # loop without a gap: one more sample interval
         self.size = size

@@ -24,12 +24,14 @@ live/batch <= 5; idle <= 0.2 %; >= 300 wearers on one core; RSS <= 120 MB with 1
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +134,9 @@ def one_run(work: Path, port: int, sub: Subscriber, mode: str, n: int, window_s:
                 proc.wait()
         notify.close()
     states = [m for m in msgs if m.topic.endswith("/state") and m.topic.startswith(prefix)]
-    lags = []
-    first_half, second_half = [], []
+    lags: list[float] = []
+    first_half: list[float] = []
+    second_half: list[float] = []
     for i, m in enumerate(states):
         try:
             lag = m.at - float(json.loads(m.payload)["t"])
@@ -221,7 +224,24 @@ def in_process(csv: Path, sizes: list[int]) -> dict[str, float]:
     return out
 
 
-def main() -> int:
+@dataclass
+class Settings:
+    window_s: float
+    """Measured seconds per run."""
+    settle_s: float
+    """Seconds after READY before measuring."""
+    ns: list[int]
+    """Wearer counts."""
+    sizes: list[int]
+    """Samples per notification."""
+    rates: list[float]
+    """Sample rates, Hz."""
+    minutes: float
+    """Length of the looped recording, minutes."""
+
+
+def arguments() -> tuple[Any, Settings]:
+    """The command line, and the run's settings (``--quick`` shrinks every default)."""
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--window", type=float, default=None, help="measured seconds per run (default 30)")
     p.add_argument("--settle", type=float, default=None,
@@ -235,59 +255,48 @@ def main() -> int:
     p.add_argument("--find-limit", action="store_true",
                    help="then replay wearers from 100 up (100, 200, 300, 400, 600...) until it falls behind")
     args = p.parse_args()
-    window = args.window or (3.0 if args.quick else 30.0)
-    settle = args.settle if args.settle is not None else (1.0 if args.quick else 10.0)
-    ns = [int(x) for x in (args.wearers or ("1,2" if args.quick else "1,10,40,100")).split(",")]
-    sizes = [int(x) for x in (args.samples or ("1,36" if args.quick else "1,5,36")).split(",")]
-    rates = [float(x) for x in (args.rates or ("50" if args.quick else "50,100")).split(",")]
-    minutes = 1.0 if args.quick else 5.0
+    q = args.quick
+    return args, Settings(
+        window_s=args.window or (3.0 if q else 30.0),
+        settle_s=args.settle if args.settle is not None else (1.0 if q else 10.0),
+        ns=[int(x) for x in (args.wearers or ("1,2" if q else "1,10,40,100")).split(",")],
+        sizes=[int(x) for x in (args.samples or ("1,36" if q else "1,5,36")).split(",")],
+        rates=[float(x) for x in (args.rates or ("50" if q else "50,100")).split(",")],
+        minutes=1.0 if q else 5.0)
 
+
+def live_rows(args: Any, st: Settings, work: Path, csvs: dict[float, Path]) -> list[dict[str, Any]]:
+    """Every live run the options ask for, each row printed as it is measured."""
     rows: list[dict[str, Any]] = []
+    broker = start_mosquitto(work / "broker")
+    sub = Subscriber(broker.host, broker.port, ("bench/#",))
 
-    def show(row: dict[str, Any]) -> None:
-        rows.append(row)
-        print(table([row], COLS).splitlines()[-1], flush=True)
+    def run(mode: str, n: int, csv: Path | None, **kw: Any) -> bool:
+        rows.append(safe_run(work, broker.port, sub, mode, n, st.window_s, st.settle_s, csv, **kw))
+        print(table([rows[-1]], COLS).splitlines()[-1], flush=True)
+        return bool(rows[-1]["keeps_up"])
 
-    with tempfile.TemporaryDirectory(prefix="slouchd-bench-live-") as tmp:
-        work = Path(tmp)
-        csvs = {r: recording(r, minutes) for r in sorted({50.0, *rates})}
-        broker = start_mosquitto(work / "broker")
-        sub = Subscriber(broker.host, broker.port, ("bench/#",))
-        print(table([{c: "" for c in COLS}], COLS).splitlines()[0], flush=True)
-        try:
-            show(safe_run(work, broker.port, sub, "idle", 0, window, settle, None))
-            for n in ns:
-                show(safe_run(work, broker.port, sub, "replay", n, window, settle, csvs[50.0]))
-            if args.simulated:
-                for n in ns:
-                    show(safe_run(work, broker.port, sub, "simulated", n, window, settle, None))
-            if not args.no_notify:
-                for rate in rates:
-                    for size in sizes:
-                        for n in ns:
-                            show(safe_run(work, broker.port, sub, "notify", n, window, settle, csvs[rate],
-                                          rate_hz=rate, samples=size))
-            if args.find_limit:
-                for n in (100, 200, 300, 400, 600, 800, 1200):
-                    show(safe_run(work, broker.port, sub, "replay", n, window, settle, csvs[50.0]))
-                    if not rows[-1]["keeps_up"]:
-                        break
-        finally:
-            sub.close()
-            broker.stop()
-        batch = batch_pct(csvs[50.0])
-        parts = in_process(csvs[50.0], sizes)
+    print(table([{c: "" for c in COLS}], COLS).splitlines()[0], flush=True)
+    try:
+        run("idle", 0, None)
+        for n in st.ns:
+            run("replay", n, csvs[50.0])
+        for n in st.ns if args.simulated else []:
+            run("simulated", n, None)
+        for rate, size, n in ([] if args.no_notify else itertools.product(st.rates, st.sizes, st.ns)):
+            run("notify", n, csvs[rate], rate_hz=rate, samples=size)
+        for n in (100, 200, 300, 400, 600, 800, 1200) if args.find_limit else ():
+            if not run("replay", n, csvs[50.0]):
+                break
+    finally:
+        sub.close()
+        broker.stop()
+    return rows
 
+
+def key_numbers(rows: list[dict[str, Any]], ns: list[int], batch: float) -> dict[str, Any]:
+    """The headline numbers of the run (the worst measured where there are several)."""
     ok = [r for r in rows if "error" not in r]
-    idle = next((r["cpu_pct"] for r in ok if r["mode"] == "idle"), float("nan"))
-    for r in ok:
-        if r["wearers"]:
-            r["live_batch_ratio"] = r["cpu_pct_per_wearer"] / batch if r["rate_hz"] == 50.0 else None
-    print(f"\nlive load, {window:g} s windows after {settle:g} s, wearers at 1x; "
-          "CPU = % of one core (daemon process CPU time)")
-    print(table(rows, [*COLS, "live_batch_ratio"]))
-    print(f"\nbatch (slouchd replay's tracker, 60 s batches): {batch:.4f} % of a core per 50 Hz wearer")
-    print("in-process tracker, 50 Hz, % of a core per wearer: " + fmt_kv(parts))
 
     def per(mode: str, n: int, samples: int | None = None) -> float | None:
         for r in ok:
@@ -303,7 +312,7 @@ def main() -> int:
     ratios = [r["live_batch_ratio"] for r in replay_rows if r["wearers"] >= 10]
     ratios = ratios or [r["live_batch_ratio"] for r in replay_rows]
     key: dict[str, Any] = {
-        "idle_pct": idle,
+        "idle_pct": next((r["cpu_pct"] for r in ok if r["mode"] == "idle"), float("nan")),
         **{f"replay_pct_per_wearer_at_{n}": per("replay", n) for n in ns},
         **{f"notify1_pct_per_wearer_at_{n}": per("notify", n, 1) for n in ns},
         "live_batch_ratio": max(ratios) if ratios else float("nan"),  # the worst measured
@@ -311,9 +320,29 @@ def main() -> int:
         "rss_10_wearers_mb": max(ten) if ten else float("nan"),
         "max_wearers_keeping_up": max(kept, default=0),
     }
-    key = {k: v for k, v in key.items() if v is not None}
+    return {k: v for k, v in key.items() if v is not None}
+
+
+def main() -> int:
+    args, st = arguments()
+    with tempfile.TemporaryDirectory(prefix="slouchd-bench-live-") as tmp:
+        work = Path(tmp)
+        csvs = {r: recording(r, st.minutes) for r in sorted({50.0, *st.rates})}
+        rows = live_rows(args, st, work, csvs)
+        batch = batch_pct(csvs[50.0])
+        parts = in_process(csvs[50.0], st.sizes)
+
+    for r in rows:
+        if "error" not in r and r["wearers"]:
+            r["live_batch_ratio"] = r["cpu_pct_per_wearer"] / batch if r["rate_hz"] == 50.0 else None
+    print(f"\nlive load, {st.window_s:g} s windows after {st.settle_s:g} s, wearers at 1x; "
+          "CPU = % of one core (daemon process CPU time)")
+    print(table(rows, [*COLS, "live_batch_ratio"]))
+    print(f"\nbatch (slouchd replay's tracker, 60 s batches): {batch:.4f} % of a core per 50 Hz wearer")
+    print("in-process tracker, 50 Hz, % of a core per wearer: " + fmt_kv(parts))
+    key = key_numbers(rows, st.ns, batch)
     path = write_results("live_load", {
-        "window_s": window, "settle_s": settle, "rows": rows, "batch_pct_per_wearer": batch,
+        "window_s": st.window_s, "settle_s": st.settle_s, "rows": rows, "batch_pct_per_wearer": batch,
         "in_process": parts,
         "budget": {"pct_per_wearer": BUDGET_PCT_PER_WEARER, "stretch_pct_per_wearer": STRETCH_PCT_PER_WEARER,
                    "live_batch_ratio": BUDGET_RATIO, "idle_pct": BUDGET_IDLE_PCT,

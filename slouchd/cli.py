@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from slouchd import __version__
 from slouchd.schema import SettingsError
@@ -52,7 +53,7 @@ class CliError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line and exit code 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (try --help)\n")
         raise SystemExit(EXIT_USAGE)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
@@ -160,7 +160,7 @@ class ConsoleView:
         self.every_s = every_s
         self._width = width
         self.show_wearer = show_wearer
-        self.time_in: Counter[str] = Counter()  # posture words -> seconds
+        self.time_in: defaultdict[str, float] = defaultdict(float)  # posture words -> seconds
         self.events: Counter[str] = Counter()
         self.log = RunLog()
         self.first_t: float | None = None
@@ -238,7 +238,8 @@ class ConsoleView:
         upright = self.time_in["upright"] + self.time_in["leaning back"]
         upright_pct = 100.0 * upright / seated if seated else 0.0
         nbsp = "\N{NO-BREAK SPACE}"  # "7 min" stays on one line when wrapped
-        parts = ", ".join(f"{k} {v / 60:.0f}{nbsp}min" for k, v in self.time_in.most_common() if v >= 30)
+        longest_first = sorted(self.time_in.items(), key=lambda kv: -kv[1])
+        parts = ", ".join(f"{k} {v / 60:.0f}{nbsp}min" for k, v in longest_first if v >= 30)
         return self.wrap(
             f"summary: {span / 60:.0f} simulated minutes: {parts or 'no data'}\n"
             f"summary: seated upright {upright_pct:.0f}% of the time, slouched "

@@ -12,6 +12,9 @@ demo, a test), then ask for the picture::
 The SVG is hand-written (no plotting library): one file, no scripts, no external fonts, readable
 in any browser. Memory is bounded: a frame costs 21 bytes (an 8 h day at 1 Hz is 0.6 MB) and
 the drawing is reduced to one envelope column per pixel whatever the length of the run.
+
+(About 550 lines, over the ~400 the project aims for: the SVG is written by hand, and its layout
+constants, scales and marks read best in one file.)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import itertools
 import math
 import os
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -229,113 +232,147 @@ class Collector:
         flex = np.frombuffer(self._flex, dtype=np.float32).astype(float)
         posture = np.frombuffer(self._posture, dtype=np.uint8)
         step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
-        t0, t1 = float(t[0]) - step, float(t[-1])
-        if t1 - t0 < 60.0:
-            t1 = t0 + 60.0
-        x0, x1 = _LEFT, _W - _RIGHT
-        def xs(v: float) -> float:
-            return x0 + (v - t0) / (t1 - t0) * (x1 - x0)
-
-        finite = flex[np.isfinite(flex)]
-        thr, hyst = self.threshold_deg, self.hysteresis_deg
-        # All held angles (a lean back is part of the story) but not the brief swings of taking
-        # the sensor off: 0.5-99.5 percentiles, 5 degrees of margin, rounded out to 10 degrees.
-        lo_p, hi_p = (np.percentile(finite, (0.5, 99.5)).tolist() if finite.size else (0.0, 0.0))
-        y_lo = min(-10.0, math.floor((lo_p - 5.0) / 10.0) * 10.0)
-        y_hi = max(thr + 15.0, math.ceil((hi_p + 5.0) / 10.0) * 10.0)
-        y_lo, y_hi = max(y_lo, -90.0), min(y_hi, 120.0)
-        def ys(v: float) -> float:
-            return _TOP + (y_hi - min(max(v, y_lo), y_hi)) / (y_hi - y_lo) * _PLOT_H
-
-        # Title and the numbers a reader looks for first.
-        c = self.counts()
-        span = _duration(t1 - t0)
-        out.append(f'<text x="{_LEFT}" y="26" font-size="18" font-weight="bold">'
-                   f'{escape(self.title or "posture")}</text>')
-        out.append(f'<text x="{_LEFT}" y="46" fill="#444">{span} · {c["alerts"]} alert(s) · '
-                   f'{c["slouches"]} slouch(es) past the dwell · {c["break_reminders"]} break reminder(s) · '
-                   f'{c["breaks"]} break(s) taken · threshold {thr:g}° (ends below {thr - hyst:g}°)</text>')
-
+        ax = _Axes.fit(t, flex, step, self.threshold_deg, self._is_unix())
+        out += self._heading(ax)
         # Slouch episodes behind everything else.
         for a, b in self._episodes(float(t[-1])):
-            xa, xb = xs(max(a, t0)), xs(min(b, t1))
+            xa, xb = ax.xs(max(a, ax.t0)), ax.xs(min(b, ax.t1))
             out.append(f'<rect x="{xa:.1f}" y="{_TOP}" width="{max(xb - xa, 1.5):.1f}" height="{_PLOT_H}" '
                        'fill="#e4572e" fill-opacity="0.13"/>')
-        # Hysteresis band and threshold.
-        band_h = ys(thr - hyst) - ys(thr)
-        out.append(f'<rect x="{x0}" y="{ys(thr):.1f}" width="{x1 - x0}" height="{band_h:.1f}" '
-                   'fill="#f3a712" fill-opacity="0.18"/>')
-        # Grid and axes.
-        for v in _nice_ticks(y_lo, y_hi, 8):
+        out += self._threshold_and_grid(ax)
+        out += _time_axis(ax)
+        # Flexion: a line where it is readable, else a per-pixel min/max envelope and its mean.
+        out.extend(_flexion_paths(t, flex, ax.xs, ax.ys, ax.x1 - ax.x0, gap_s=3.0 * step))
+        out += self._event_marks(ax)
+        out += _posture_strip(t, posture, step, ax)
+        out.extend(_legend(set(np.unique(posture).tolist()) | ({_GAP} if _has_gap(t, step) else set())))
+        out.append("</svg>")
+        return "\n".join(out) + "\n"
+
+    def _heading(self, ax: _Axes) -> list[str]:
+        """Title and the numbers a reader looks for first."""
+        c = self.counts()
+        thr, hyst = self.threshold_deg, self.hysteresis_deg
+        return [f'<text x="{_LEFT}" y="26" font-size="18" font-weight="bold">'
+                f'{escape(self.title or "posture")}</text>',
+                f'<text x="{_LEFT}" y="46" fill="#444">{_duration(ax.t1 - ax.t0)} · {c["alerts"]} alert(s) · '
+                f'{c["slouches"]} slouch(es) past the dwell · {c["break_reminders"]} break reminder(s) · '
+                f'{c["breaks"]} break(s) taken · threshold {thr:g}° (ends below {thr - hyst:g}°)</text>']
+
+    def _threshold_and_grid(self, ax: _Axes) -> list[str]:
+        """The hysteresis band, the angle grid and the threshold line."""
+        thr, hyst = self.threshold_deg, self.hysteresis_deg
+        x0, x1, ys = ax.x0, ax.x1, ax.ys
+        out = [f'<rect x="{x0}" y="{ys(thr):.1f}" width="{x1 - x0}" height="{ys(thr - hyst) - ys(thr):.1f}" '
+               'fill="#f3a712" fill-opacity="0.18"/>']
+        for v in _nice_ticks(ax.y_lo, ax.y_hi, 8):
             y = ys(v)
             out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="#e6e6e6"/>')
             out.append(f'<text x="{x0 - 8}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{v:g}°</text>')
-        if y_lo < 0 < y_hi:
+        if ax.y_lo < 0 < ax.y_hi:
             out.append(f'<line x1="{x0}" y1="{ys(0):.1f}" x2="{x1}" y2="{ys(0):.1f}" stroke="#9a9a9a"/>')
         out.append(f'<line x1="{x0}" y1="{ys(thr):.1f}" x2="{x1}" y2="{ys(thr):.1f}" stroke="#d1495b" '
                    'stroke-width="1.5" stroke-dasharray="6 4"/>')
         out.append(f'<text x="{x1 - 4}" y="{ys(thr) - 5:.1f}" text-anchor="end" fill="#d1495b">'
                    f'threshold {thr:g}°</text>')
-        unix = self._is_unix()
-        for v in _time_ticks(t0, t1, 10):
-            x = xs(v)
+        return out
+
+    def _marks_within(self, kind: str, ax: _Axes) -> Iterator[tuple[float, _Mark, str]]:
+        """The marks of ``kind`` inside the drawn time span: x (pixels), the mark, its time as text."""
+        for m in self._marks[kind]:
+            if ax.t0 <= m.t_s <= ax.t1:
+                yield ax.xs(m.t_s), m, _clock_label(m.t_s, ax.unix, True)
+
+    def _event_marks(self, ax: _Axes) -> list[str]:
+        """Alerts, break reminders, breaks taken and calibrations, drawn on top."""
+        out = []
+        for x, m, at in self._marks_within("alert", ax):
+            out.append(f'<path d="M{x:.1f},{_TOP + 12} l-6,-11 h12 z" fill="#d1495b">'
+                       f'<title>slouch alert ({escape(m.label)}) at {at}</title></path>')
+        for x, m, at in self._marks_within("reminder", ax):
             out.append(f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{_TOP + _PLOT_H}" '
-                       'stroke="#f0f0f0"/>')
-            out.append(f'<line x1="{x:.1f}" y1="{_STRIP_Y + _STRIP_H}" x2="{x:.1f}" '
-                       f'y2="{_STRIP_Y + _STRIP_H + 5}" stroke="#444"/>')
-            out.append(f'<text x="{x:.1f}" y="{_STRIP_Y + _STRIP_H + 19}" text-anchor="middle" fill="#444">'
-                       f'{_clock_label(v, unix)}</text>')
-        out.append(f'<rect x="{x0}" y="{_TOP}" width="{x1 - x0}" height="{_PLOT_H}" fill="none" '
-                   'stroke="#444"/>')
-        out.append(f'<text x="18" y="{_TOP + _PLOT_H / 2}" text-anchor="middle" fill="#444" '
-                   f'transform="rotate(-90 18 {_TOP + _PLOT_H / 2})">flexion, degrees (+ = forward)</text>')
-        caption = "local time (hh:mm)" if unix else "recording time (h:mm from t = 0)"
-        out.append(f'<text x="{(x0 + x1) / 2}" y="{_STRIP_Y + _STRIP_H + 38}" text-anchor="middle" '
-                   f'fill="#444">{caption}</text>')
-
-        # Flexion: a line where it is readable, else a per-pixel min/max envelope and its mean.
-        out.extend(_flexion_paths(t, flex, xs, ys, x1 - x0, gap_s=3.0 * step))
-
-        # Event marks on top.
-        for m in self._marks["alert"]:
-            if t0 <= m.t_s <= t1:
-                x = xs(m.t_s)
-                tip = f"slouch alert ({escape(m.label)}) at {_clock_label(m.t_s, unix, True)}"
-                out.append(f'<path d="M{x:.1f},{_TOP + 12} l-6,-11 h12 z" fill="#d1495b">'
-                           f'<title>{tip}</title></path>')
-        for m in self._marks["reminder"]:
-            if t0 <= m.t_s <= t1:
-                x = xs(m.t_s)
-                out.append(f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{_TOP + _PLOT_H}" '
-                           'stroke="#6a4c93" stroke-width="1.5" stroke-dasharray="3 3"/>')
-                out.append(f'<path d="M{x:.1f},{_TOP + _PLOT_H - 14} l7,7 l-7,7 l-7,-7 z" fill="#6a4c93">'
-                           f'<title>break reminder ({escape(m.label)}) at {_clock_label(m.t_s, unix, True)}'
-                           '</title></path>')
+                       'stroke="#6a4c93" stroke-width="1.5" stroke-dasharray="3 3"/>')
+            out.append(f'<path d="M{x:.1f},{_TOP + _PLOT_H - 14} l7,7 l-7,7 l-7,-7 z" fill="#6a4c93">'
+                       f'<title>break reminder ({escape(m.label)}) at {at}</title></path>')
         for b in self._breaks():
-            x = xs(b)
-            out.append(f'<path d="M{x:.1f},{_STRIP_Y - 2} l-6,-10 h12 z" fill="#2a9d8f">'
-                       f'<title>break taken (sitting clock reset) at {_clock_label(b, unix, True)}'
+            out.append(f'<path d="M{ax.xs(b):.1f},{_STRIP_Y - 2} l-6,-10 h12 z" fill="#2a9d8f">'
+                       f'<title>break taken (sitting clock reset) at {_clock_label(b, ax.unix, True)}'
                        '</title></path>')
-        for m in self._marks["calibrated"]:
-            if t0 <= m.t_s <= t1:
-                x = xs(m.t_s)
-                tip = f"calibrated ({escape(m.label)}) at {_clock_label(m.t_s, unix, True)}"
-                out.append(f'<circle cx="{x:.1f}" cy="{_STRIP_Y - 8}" r="4.5" fill="#1d70b8">'
-                           f'<title>{tip}</title></circle>')
+        for x, m, at in self._marks_within("calibrated", ax):
+            out.append(f'<circle cx="{x:.1f}" cy="{_STRIP_Y - 8}" r="4.5" fill="#1d70b8">'
+                       f'<title>calibrated ({escape(m.label)}) at {at}</title></circle>')
+        return out
 
-        # The posture strip: what the engine reported, second by second (gaps left white).
-        out.append(f'<text x="{x0 - 8}" y="{_STRIP_Y + 15}" text-anchor="end" fill="#444">state</text>')
-        for a, b, code in _runs(t, posture, step, t1):
-            xa, xb = xs(a), xs(b)
-            fill = _STRIP_COLOURS[code][0]
-            out.append(f'<rect x="{xa:.1f}" y="{_STRIP_Y}" width="{max(xb - xa, 0.6):.2f}" '
-                       f'height="{_STRIP_H}" fill="{fill}"/>')
-        out.append(f'<rect x="{x0}" y="{_STRIP_Y}" width="{x1 - x0}" height="{_STRIP_H}" fill="none" '
-                   'stroke="#444"/>')
 
-        out.extend(_legend(set(np.unique(posture).tolist()) | ({_GAP} if _has_gap(t, step) else set())))
-        out.append("</svg>")
-        return "\n".join(out) + "\n"
+@dataclass(frozen=True)
+class _Axes:
+    """Where the plot area sits: time ``t0..t1`` (s) across pixels ``x0..x1``, flexion
+    ``y_lo..y_hi`` (degrees) down the plot's height; ``unix``: times are Unix time."""
+
+    t0: float
+    t1: float
+    y_lo: float
+    y_hi: float
+    unix: bool
+    x0: float = _LEFT
+    x1: float = _W - _RIGHT
+
+    @classmethod
+    def fit(cls, t: np.ndarray, flex: np.ndarray, step: float, threshold_deg: float, unix: bool) -> _Axes:
+        """At least a minute of time; all held angles (a lean back is part of the story) but not
+        the brief swings of taking the sensor off: 0.5-99.5 percentiles, 5 degrees of margin,
+        rounded out to 10 degrees."""
+        t0, t1 = float(t[0]) - step, float(t[-1])
+        if t1 - t0 < 60.0:
+            t1 = t0 + 60.0
+        finite = flex[np.isfinite(flex)]
+        lo_p, hi_p = (np.percentile(finite, (0.5, 99.5)).tolist() if finite.size else (0.0, 0.0))
+        y_lo = min(-10.0, math.floor((lo_p - 5.0) / 10.0) * 10.0)
+        y_hi = max(threshold_deg + 15.0, math.ceil((hi_p + 5.0) / 10.0) * 10.0)
+        return cls(t0, t1, max(y_lo, -90.0), min(y_hi, 120.0), unix)
+
+    def xs(self, v: float) -> float:
+        """Time (s) -> x (pixels)."""
+        return self.x0 + (v - self.t0) / (self.t1 - self.t0) * (self.x1 - self.x0)
+
+    def ys(self, v: float) -> float:
+        """Flexion (degrees) -> y (pixels), clipped to the plot."""
+        return _TOP + (self.y_hi - min(max(v, self.y_lo), self.y_hi)) / (self.y_hi - self.y_lo) * _PLOT_H
+
+
+def _time_axis(ax: _Axes) -> list[str]:
+    """Time ticks and labels, the plot's frame and both axis captions."""
+    x0, x1 = ax.x0, ax.x1
+    out = []
+    for v in _time_ticks(ax.t0, ax.t1, 10):
+        x = ax.xs(v)
+        out.append(f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{_TOP + _PLOT_H}" '
+                   'stroke="#f0f0f0"/>')
+        out.append(f'<line x1="{x:.1f}" y1="{_STRIP_Y + _STRIP_H}" x2="{x:.1f}" '
+                   f'y2="{_STRIP_Y + _STRIP_H + 5}" stroke="#444"/>')
+        out.append(f'<text x="{x:.1f}" y="{_STRIP_Y + _STRIP_H + 19}" text-anchor="middle" fill="#444">'
+                   f'{_clock_label(v, ax.unix)}</text>')
+    out.append(f'<rect x="{x0}" y="{_TOP}" width="{x1 - x0}" height="{_PLOT_H}" fill="none" '
+               'stroke="#444"/>')
+    out.append(f'<text x="18" y="{_TOP + _PLOT_H / 2}" text-anchor="middle" fill="#444" '
+               f'transform="rotate(-90 18 {_TOP + _PLOT_H / 2})">flexion, degrees (+ = forward)</text>')
+    caption = "local time (hh:mm)" if ax.unix else "recording time (h:mm from t = 0)"
+    out.append(f'<text x="{(x0 + x1) / 2}" y="{_STRIP_Y + _STRIP_H + 38}" text-anchor="middle" '
+               f'fill="#444">{caption}</text>')
+    return out
+
+
+def _posture_strip(t: np.ndarray, posture: np.ndarray, step: float, ax: _Axes) -> list[str]:
+    """The posture strip: what the engine reported, second by second (gaps left white)."""
+    out = [f'<text x="{ax.x0 - 8}" y="{_STRIP_Y + 15}" text-anchor="end" fill="#444">state</text>']
+    for a, b, code in _runs(t, posture, step, ax.t1):
+        xa, xb = ax.xs(a), ax.xs(b)
+        fill = _STRIP_COLOURS[code][0]
+        out.append(f'<rect x="{xa:.1f}" y="{_STRIP_Y}" width="{max(xb - xa, 0.6):.2f}" '
+                   f'height="{_STRIP_H}" fill="{fill}"/>')
+    out.append(f'<rect x="{ax.x0}" y="{_STRIP_Y}" width="{ax.x1 - ax.x0}" height="{_STRIP_H}" fill="none" '
+               'stroke="#444"/>')
+    return out
 
 
 def sparkline(values: Sequence[float], lo: float, hi: float) -> str:

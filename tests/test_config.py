@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from slouchd.config import Config, ConfigError, load_config, parse_config, set_dotted
 from slouchd.schema import describe
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "config" / "slouchd.toml"
@@ -131,11 +130,6 @@ def test_set_override_parses_toml_values() -> None:
     assert cfg.detection.dwell_s == 45.0
     assert cfg.detection.mode == "tracking"
     assert cfg.detection.quiet_hours == ["22:00-07:00"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "slouchd.cli", *args],
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_check_config_cli_reports_one_line_and_exit_2(tmp_path: Path) -> None:

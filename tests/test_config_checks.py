@@ -6,8 +6,6 @@ message without file and key from `slouchd run`.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from slouchd.config import ConfigError, OverrideError, check_resources, load_con
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.wellbeing import LocalClock
 from slouchd.schema import build
+from tests.cli_helpers import run_cli
 
 PROFILES = "generic, microbit, polar-h10, ruuvitag, sensortag, thingy52, upright-go2, witmotion"
 
@@ -35,11 +34,6 @@ def write_config(tmp_path: Path, body: str) -> Path:
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     code = main(["check-config", str(path)])
     return code, capsys.readouterr().err.strip().splitlines()
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "slouchd.cli", *args],
-                          capture_output=True, text=True, timeout=60)
 
 
 def assert_both_refuse(path: Path, capsys: pytest.CaptureFixture[str], why: str,

@@ -22,6 +22,7 @@ from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame
 from slouchd.posture.settings import DetectionSettings
 from slouchd.publish.settings import MqttSettings
 from tests._broker import free_port
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 T9 = 1_795_334_400.0  # some morning
@@ -165,8 +166,7 @@ def test_demo_with_a_taken_port_exits_non_zero_at_once() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        res = subprocess.run([sys.executable, "-m", "slouchd.cli", "demo", "--mqtt-port", str(port)],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+        res = run_cli("demo", "--mqtt-port", str(port), cwd=REPO)
     assert res.returncode == 2
     assert res.stderr.startswith(
         f"slouchd demo: error: --mqtt-port {port}: port {port} on 127.0.0.1 is in use")
@@ -234,8 +234,7 @@ def test_the_default_run_reaches_a_slouch_alert_and_a_break_reminder() -> None:
 
 
 def test_demo_help_states_the_defaults() -> None:
-    res = subprocess.run([sys.executable, "-m", "slouchd.cli", "demo", "--help"], capture_output=True,
-                         text=True, timeout=60, cwd=REPO)
+    res = run_cli("demo", "--help", cwd=REPO)
     text = re.sub(r"\s+", " ", res.stdout)
     assert f"(default {DEMO_SPEED:g})" in text and f"(default {DEMO_DURATION_S:g})" in text
     assert "break reminder" in text and "mosquitto_sub" in text

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +11,7 @@ import numpy as np
 
 from slouchd.model import Activity, Event, EventKind, Posture, PostureFrame
 from slouchd.plot import Collector, sparkline
+from tests.cli_helpers import run_cli
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -148,15 +147,12 @@ def test_replay_plot_option_writes_the_picture(tmp_path: Path) -> None:
     rows = np.column_stack([t, noise, np.cos(a), np.sin(a)])
     np.savetxt(csv, rows, fmt="%.4f", delimiter=",", header="t,ax,ay,az", comments="")
     out = tmp_path / "r.svg"
-    res = subprocess.run([sys.executable, "-m", "slouchd.cli", "replay", str(csv), "--mount=+y,+z",
-                          "--plot", str(out)], capture_output=True, text=True, timeout=120)
+    res = run_cli("replay", str(csv), "--mount=+y,+z", "--plot", str(out), timeout_s=120)
     assert res.returncode == 0, res.stderr
     assert f"picture: {out}" in res.stderr
     assert re.search(r"flexion: [▁-█ ]{60}", res.stderr)
     tips = titles(parse(out.read_text()))
     alerts = [line for line in res.stdout.splitlines() if '"slouch_alert"' in line]
     assert alerts and sum(t.startswith("slouch alert") for t in tips) == len(alerts)
-    bad = subprocess.run([sys.executable, "-m", "slouchd.cli", "replay", str(csv),
-                          "--plot", str(tmp_path / "no" / "such" / "dir.svg")],
-                         capture_output=True, text=True, timeout=120)
+    bad = run_cli("replay", str(csv), "--plot", str(tmp_path / "no" / "such" / "dir.svg"), timeout_s=120)
     assert bad.returncode == 2 and "--plot" in bad.stderr and "Traceback" not in bad.stderr

@@ -13,11 +13,11 @@ import pytest
 from slouchd.cli import main
 from slouchd.sensors.recording import read_recording
 from slouchd.sensors.simulated import KINDS, SimSettings, SimulatedWearer
+from tests.cli_helpers import run_cli
 
 
 def simulate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "slouchd.cli", "simulate", *args],
-                          capture_output=True, text=True, timeout=300)
+    return run_cli("simulate", *args, timeout_s=300)
 
 
 def test_the_recording_is_the_simulated_wearers_samples(tmp_path: Path) -> None:

@@ -8,13 +8,15 @@ Output (JSON Lines on stdout, documented in docs/posture.md):
 
 ``--summary`` prints a human summary instead, with a what-if table over a few thresholds.
 Bad input (CSV line, option, config) is one line on stderr and exit code 2.
+
+(About 450 lines, over the ~400 the project aims for: the two outputs share one pass over the
+recording, its calibration cut and its warnings; ``stretch`` reuses the input half.)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 import sys
@@ -30,6 +32,7 @@ from slouchd.config import Config, load_config
 from slouchd.model import EventKind, Mount, Posture, SampleBatch
 from slouchd.plot import Collector
 from slouchd.posture.tracker import PostureTracker, TrackerOutput
+from slouchd.sensors.paced import on_grid, slice_batch
 from slouchd.sensors.recording import (
     ACC_UNITS,
     GYRO_UNITS,
@@ -56,13 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "seconds, g, deg/s) and print JSON Lines: posture records every --every seconds "
                     "and events (slouch_alert, slouch_end, break_reminder, calibrated, ...).")
     p.add_argument("file", help="the recording, CSV with header t,ax,ay,az[,gx,gy,gz] (- = standard input)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config key, repeatable, e.g. --set detection.dwell_s=30")
-    p.add_argument("--mount", metavar="UP,OUT",
-                   help="sensor axes toward the head and out of the back, each of +x -x +y -y +z -z "
-                        "(default: learn the forward axis from the recording)")
-    p.add_argument("--calibrate-at", metavar="SECONDS", type=_seconds, dest="calibrate_at",
+    add_input_options(p, "detection.dwell_s=30",
+                      "sensor axes toward the head and out of the back, each of +x -x +y -y +z -z "
+                      "(default: learn the forward axis from the recording)")
+    p.add_argument("--calibrate-at", metavar="SECONDS", type=seconds_arg, dest="calibrate_at",
                    help="the upright calibration window starts at this recording time "
                         "(default: the first still window)")
     p.add_argument("--every", metavar="SECONDS", type=_positive, default=1.0,
@@ -81,7 +81,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _seconds(text: str) -> float:
+def add_input_options(p: argparse.ArgumentParser, set_example: str, mount_help: str) -> None:
+    """``--config``, ``--set`` (e.g. ``set_example``) and ``--mount``: what a command over a
+    recording reads with :func:`load_inputs`."""
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help=f"override a config key, repeatable, e.g. --set {set_example}")
+    p.add_argument("--mount", metavar="UP,OUT", help=mount_help)
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[Config, Mount | None]:
+    """The configuration and the mount (None: learnt from the recording) that
+    :func:`add_input_options` asked for. Raises CliError naming the option."""
+    cfg = load_config(args.config, args.overrides)
+    if args.mount is None:
+        return cfg, None
+    try:
+        return cfg, Mount.parse(args.mount)
+    except ValueError as err:
+        raise CliError(f"--mount: {err}") from None
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
     try:
         v = float(text)
     except ValueError:
@@ -92,7 +114,7 @@ def _seconds(text: str) -> float:
 
 
 def _positive(text: str) -> float:
-    v = _seconds(text)
+    v = seconds_arg(text)
     if v < 0.1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 0.1")
     return v
@@ -113,47 +135,34 @@ def run_tracker(rec: Recording | Iterable[SampleBatch], tracker: PostureTracker,
     """Feed the recording (or its batches, in order) to the tracker, requesting calibration at
     ``calibrate_at``; the last output is the tracker's flush."""
     batches = rec.batches(CHUNK_S) if isinstance(rec, Recording) else rec
+    for outputs in _fan_out(batches, [tracker], calibrate_at):
+        yield outputs[0]
+
+
+def _split_at(batches: Iterable[SampleBatch], calibrate_at: float | None) -> Iterator[SampleBatch | None]:
+    """The batches, cut at recording time ``calibrate_at`` (seconds) where None stands for "request
+    calibration now"; a time past the end gives that None last (answered by the flush with
+    calibration_failed)."""
     pending_cal = calibrate_at
     for batch in batches:
         if pending_cal is not None and batch.t_s[-1] >= pending_cal:
             cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
-            if cut:
-                yield tracker.process(_slice(batch, 0, cut))
-            tracker.request_calibration()
             pending_cal = None
+            if cut:
+                yield slice_batch(batch, 0, cut)
+            yield None
             if cut < len(batch):
-                yield tracker.process(_slice(batch, cut, len(batch)))
-            continue
-        yield tracker.process(batch)
+                yield slice_batch(batch, cut, len(batch))
+        else:
+            yield batch
     if pending_cal is not None:
-        tracker.request_calibration()  # past the end: answered by flush() with calibration_failed
-    yield tracker.flush()
+        yield None
 
 
 def chunks(samples: Iterable[SampleBatch], chunk_s: float = CHUNK_S) -> Iterator[SampleBatch]:
     """Regroup streamed blocks into batches of ``chunk_s`` seconds on a grid from the first sample
     (as :meth:`Recording.batches` cuts a whole recording)."""
-    origin: float | None = None
-    pending: list[SampleBatch] = []
-    current = None
-    for block in samples:
-        if origin is None:
-            origin = float(block.t_s[0])
-        k = np.floor((block.t_s - origin) / chunk_s).astype(np.int64)
-        cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(block)]
-        for a, b in itertools.pairwise(cuts):
-            if current is not None and k[a] != current and pending:
-                yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
-                pending = []
-            current = k[a]
-            pending.append(block if b - a == len(block) else _slice(block, a, b))
-    if pending:
-        yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
-
-
-def _slice(batch: SampleBatch, a: int, b: int) -> SampleBatch:
-    gyro = None if batch.gyro_dps is None else batch.gyro_dps[a:b]
-    return SampleBatch(batch.t_s[a:b], batch.acc_g[a:b], gyro)
+    return on_grid(samples, chunk_s)
 
 
 def posture_record(frame: Any) -> dict[str, Any]:
@@ -167,13 +176,7 @@ def posture_record(frame: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    mount = None
-    if args.mount is not None:
-        try:
-            mount = Mount.parse(args.mount)
-        except ValueError as err:
-            raise CliError(f"--mount: {err}") from None
+    cfg, mount = load_inputs(args)
     try:
         reader = RecordingReader(args.file, acc_unit=args.acc_unit, gyro_unit=args.gyro_unit)
     except RecordingError as err:
@@ -415,31 +418,14 @@ def _summary(batches: Iterable[SampleBatch], rep: ReadReport, cfg: Config, mount
 
 def _fan_out(batches: Iterable[SampleBatch], trackers: list[PostureTracker],
              calibrate_at: float | None) -> Iterator[list[TrackerOutput]]:
-    """Each batch through every tracker (calibration requested at the same point in each)."""
-    def split(batch: SampleBatch) -> Iterator[tuple[SampleBatch | None, bool]]:
-        nonlocal pending_cal
-        if pending_cal is not None and batch.t_s[-1] >= pending_cal:
-            cut = int(np.searchsorted(batch.t_s, pending_cal, side="left"))
-            pending_cal = None
-            if cut:
-                yield _slice(batch, 0, cut), False
-            yield None, True
-            if cut < len(batch):
-                yield _slice(batch, cut, len(batch)), False
+    """Each batch through every tracker (calibration requested at the same point in each); the
+    last outputs are the trackers' flushes."""
+    for part in _split_at(batches, calibrate_at):
+        if part is None:
+            for tr in trackers:
+                tr.request_calibration()
         else:
-            yield batch, False
-
-    pending_cal = calibrate_at
-    for batch in batches:
-        for part, calibrate in split(batch):
-            if calibrate:
-                for tr in trackers:
-                    tr.request_calibration()
-            else:
-                yield [tr.process(part) for tr in trackers]  # type: ignore[arg-type]
-    if pending_cal is not None:
-        for tr in trackers:
-            tr.request_calibration()
+            yield [tr.process(part) for tr in trackers]
     yield [tr.flush() for tr in trackers]
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from slouchd.cli import CliError
 from slouchd.model import Mount, SampleBatch
 from slouchd.sensors.recording import RecordingWriter
+
+if TYPE_CHECKING:  # imported when the command runs: the simulation pulls in scipy
+    from slouchd.sensors.simulated import SimSettings
 
 DEFAULT_HOURS = 2.0
 """Long enough for slouch alerts, breaks and a break reminder; about 10 s to write at 50 Hz."""
@@ -62,7 +65,7 @@ def _hours(text: str) -> float:
     return v
 
 
-def sim_settings(args: argparse.Namespace) -> object:
+def sim_settings(args: argparse.Namespace) -> SimSettings:
     """The SimSettings the options ask for (CliError naming the option when one is wrong)."""
     from slouchd.sensors.simulated import SimSettings
 
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from slouchd.sensors.simulated import SimulatedWearer
 
     settings = sim_settings(args)
-    wearer = SimulatedWearer(settings)  # type: ignore[arg-type]
+    wearer = SimulatedWearer(settings)
     limit_s = args.hours * 3600.0
     to_stdout = args.out == "-"
     try:

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from slouchd.cli import CliError
-from slouchd.commands.replay import _seconds, make_tracker, run_tracker
-from slouchd.config import load_config
-from slouchd.model import Activity, Mount, PostureFrame
+from slouchd.commands.replay import add_input_options, load_inputs, make_tracker, run_tracker, seconds_arg
+from slouchd.model import Activity, PostureFrame
 from slouchd.posture import stretch as sj
 from slouchd.posture.stretch_catalog import StretchCatalog
 from slouchd.sensors.recording import RecordingError, read_recording
@@ -39,15 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session", metavar="NAME", help="which session of the catalogue (default: the first)")
     p.add_argument("--catalog", metavar="FILE", help="stretch catalogue (default: the built-in "
                                                       "config/stretches.toml)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config key, repeatable, e.g. --set activity.motion_hold_s=1")
-    p.add_argument("--mount", metavar="UP,OUT",
-                   help="sensor axes toward the head and out of the back (side bends and extension need "
-                        "the forward axis: give the mount unless the recording teaches it)")
-    p.add_argument("--start-at", metavar="SECONDS", type=_seconds, dest="start_at",
+    add_input_options(p, "activity.motion_hold_s=1",
+                      "sensor axes toward the head and out of the back (side bends and extension need "
+                      "the forward axis: give the mount unless the recording teaches it)")
+    p.add_argument("--start-at", metavar="SECONDS", type=seconds_arg, dest="start_at",
                    help="recording time the session starts (default: as soon as the tracker is calibrated)")
-    p.add_argument("--every", metavar="SECONDS", type=_seconds, default=0.0,
+    p.add_argument("--every", metavar="SECONDS", type=seconds_arg, default=0.0,
                    help="also print the step's state every SECONDS (default 0: events only)")
     p.add_argument("--list", action="store_true", help="list the catalogue's sessions and stretches")
     p.add_argument("--check", metavar="FILE", help="validate a stretch catalogue file and exit")
@@ -76,13 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyError:
         raise CliError(f"--session {args.session}: no such session (have: "
                        f"{', '.join(s.name for s in catalog.sessions)})") from None
-    cfg = load_config(args.config, args.overrides)
-    mount = None
-    if args.mount is not None:
-        try:
-            mount = Mount.parse(args.mount)
-        except ValueError as err:
-            raise CliError(f"--mount: {err}") from None
+    cfg, mount = load_inputs(args)
     try:
         rec = read_recording(args.recording)
     except RecordingError as err:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class PacedSource:
                  start_epoch_s: float | None = None, loop: bool = False,
                  preload: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = asyncio.sleep,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._factory = batches
         self._preload = preload
@@ -101,25 +101,12 @@ class PacedSource:
         to a second and make the daemon's work bursty).
         """
         self._wall0 = self._clock()
-        sim_per_tick = TICK_WALL_S * self.speed
-        pending: list[SampleBatch] = []
-        tick = None  # index of the tick the pending samples belong to
-        for batch in self._timeline():
-            k = np.floor(batch.t_s / sim_per_tick).astype(np.int64)
-            cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(batch)]
-            for a, b in itertools.pairwise(cuts):
-                if pending and k[a] != tick:
-                    yield await self._deliver(pending)
-                    pending = []
-                pending.append(batch if b - a == len(batch) else _slice(batch, a, b))
-                tick = k[a]
-        if pending:
-            yield await self._deliver(pending)
+        for batch in on_grid(self._timeline(), TICK_WALL_S * self.speed, origin_s=0.0):
+            yield await self._deliver(batch)
         self.status.connected = False
 
-    async def _deliver(self, pending: list[SampleBatch]) -> SampleBatch:
-        """Wait until the last sample of ``pending`` is due, then hand it out on the epoch timeline."""
-        out = pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+    async def _deliver(self, out: SampleBatch) -> SampleBatch:
+        """Wait until the last sample of ``out`` is due, then hand it out on the epoch timeline."""
         delay = self._wall0 + float(out.t_s[-1]) / self.speed - self._clock()
         if delay < -MAX_LAG_S:
             # Stopped or starved for a while: go on from here in real time, no burst to catch up.
@@ -132,6 +119,31 @@ class PacedSource:
         return SampleBatch(out.t_s + self.start_epoch_s, out.acc_g, out.gyro_dps)
 
 
-def _slice(batch: SampleBatch, a: int, b: int) -> SampleBatch:
+def on_grid(batches: Iterable[SampleBatch], width_s: float,
+            origin_s: float | None = None) -> Iterator[SampleBatch]:
+    """The samples regrouped into one batch per cell of a fixed time grid ``width_s`` seconds wide
+    from ``origin_s`` (None: the first sample), however the input is cut; empty cells give
+    nothing."""
+    pending: list[SampleBatch] = []
+    cell = None  # the grid cell the pending samples belong to
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        if origin_s is None:
+            origin_s = float(batch.t_s[0])
+        k = np.floor((batch.t_s - origin_s) / width_s).astype(np.int64)
+        cuts = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(batch)]
+        for a, b in itertools.pairwise(cuts):
+            if pending and k[a] != cell:
+                yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+                pending = []
+            pending.append(batch if b - a == len(batch) else slice_batch(batch, a, b))
+            cell = k[a]
+    if pending:
+        yield pending[0] if len(pending) == 1 else SampleBatch.concat(pending)
+
+
+def slice_batch(batch: SampleBatch, a: int, b: int) -> SampleBatch:
+    """Samples ``a`` to ``b`` (exclusive) of ``batch``."""
     gyro = None if batch.gyro_dps is None else batch.gyro_dps[a:b]
     return SampleBatch(batch.t_s[a:b], batch.acc_g[a:b], gyro)

@@ -65,10 +65,15 @@ class PhoneRecorder:
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"phone-{time.time_ns()}",
                                   clean_session=False)
         self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in topics]
+        self._topics = topics
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
+
+    def _on_connect(self, client: Any, *args: Any) -> None:
+        for t in self._topics:
+            client.subscribe(t, qos=1)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self._lock:
@@ -83,10 +88,13 @@ class PhoneRecorder:
         self.client.disconnect()
 
 
-def persistent_broker(workdir: Path) -> Any:
-    """Mosquitto keeping sessions and queued QoS 1 messages across its restarts."""
+def persistent_broker(workdir: Path, autosave_s: int | None = None) -> Any:
+    """Mosquitto keeping sessions and queued QoS 1 messages across its restarts; with
+    ``autosave_s`` it also writes them to disk that often (seconds) and on every change, so that a
+    kill -9 loses as little as Mosquitto allows."""
     from tests._broker import MosquittoBroker
 
     store = workdir / "store"
     store.mkdir(parents=True, exist_ok=True)
-    return MosquittoBroker(workdir, extra_conf=f"persistence true\npersistence_location {store}/\n")
+    autosave = "" if autosave_s is None else f"autosave_interval {autosave_s}\n"
+    return MosquittoBroker(workdir, extra_conf=f"persistence true\npersistence_location {store}/\n{autosave}")

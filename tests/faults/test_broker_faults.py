@@ -22,18 +22,10 @@ from slouchd.publish.mqtt import MqttPublisher
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from tests._broker import MosquittoBroker
-from tests.faults._faults import figures, scale
+from tests.faults._faults import figures, persistent_broker, scale
 from tests.publish._mqtt import Applier, Recorder, uniq
 
 ALICE = WearerInfo("alice", "c4aa102b3301")
-
-
-def _broker(tmp_path: Path) -> MosquittoBroker:
-    store = tmp_path / "store"
-    store.mkdir(parents=True, exist_ok=True)
-    # autosave_interval 1 + on change: a kill -9 loses as little as mosquitto allows.
-    return MosquittoBroker(tmp_path, extra_conf=(
-        f"persistence true\npersistence_location {store}/\nautosave_interval 1\n"))
 
 
 def _publisher(broker: MosquittoBroker, base: str, connect_timeout_s: float = 5.0,
@@ -64,7 +56,7 @@ async def test_broker_killed_9_loses_no_alert_and_reconnects_within_3_s(tmp_path
     rng = random.Random(12)
     kills = scale(3, 10)
     downs = [rng.uniform(0.5, scale(3.0, 45.0)) for _ in range(kills)]
-    broker = _broker(tmp_path / "broker")
+    broker = persistent_broker(tmp_path / "broker", autosave_s=1)
     broker.start()
     base = uniq("k")
     pub = _publisher(broker, base)
@@ -110,7 +102,7 @@ async def test_broker_frozen_no_stale_attempt_fires_the_will(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="asyncio")
     freezes = scale([14.0], [30.0, 60.0, 90.0] + [20.0] * 7)
-    broker = _broker(tmp_path / "broker")
+    broker = persistent_broker(tmp_path / "broker", autosave_s=1)
     broker.start()
     base = uniq("z")
     bridge = f"{base}/bridge/state"

@@ -3,8 +3,9 @@
 Typing, mouse work and small shifts in the chair shake a trunk-worn accelerometer. The model is
 fitted to the "working at computer" segment (label 1, 16.5 min) of
 ``casale_chest_subject15.csv`` (UCI "Activity Recognition from Single Chest-Mounted
-Accelerometer", participant 15, CC BY 4.0; see ``../shared/data/README.md``): raw counts minus
-2048, / 490 counts per g, 52 Hz, band-passed to 0.8-20 Hz (4th-order Butterworth, zero phase).
+Accelerometer", participant 15, CC BY 4.0; see docs/simulated-wearer.md, "Opt-in: desk
+vibration and fast moves"): raw counts minus 2048, / 490 counts per g, 52 Hz, band-passed to
+0.8-20 Hz (4th-order Butterworth, zero phase).
 ``bench/desk_vibration.py`` re-derives the constants below from that file and checks that the
 model reproduces its statistics.
 
