@@ -31,7 +31,8 @@ from slouchd.daemon.core import Daemon, run_daemon
 from slouchd.daemon.host import View, WearerHost
 from slouchd.daemon.reload import ReloadPlan, plan_reload
 from slouchd.daemon.sources import SourcePlan, open_source, plan_source
-from slouchd.daemon.wearer import WearerRuntime, new_tracker, wall_iso
+from slouchd.daemon.trackers import new_tracker, wall_iso
+from slouchd.daemon.wearer import WearerRuntime
 from slouchd.publish.mqtt import MqttPublisher
 
 __all__ = [

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -36,14 +35,16 @@ from slouchd.daemon.constants import (
     STATS_EVERY_S,
     STATUS_EVERY_S,
 )
+from slouchd.daemon.diagnostics import gateway_counters, health_line
+from slouchd.daemon.errors import is_fatal
 from slouchd.daemon.host import StatePayload, View
-from slouchd.daemon.jobs import Reloader, StatusLine, Watchdog, every
+from slouchd.daemon.jobs import IdleStates, Reloader, StatusLine, Watchdog, every
 from slouchd.daemon.mqtt_session import MqttSession
 from slouchd.daemon.reload import ReloadPlan, check_new_config, plan_reload
 from slouchd.daemon.sources import SourcePlan
-from slouchd.daemon.wearer import WearerRuntime, is_fatal
+from slouchd.daemon.wearer import WearerRuntime
 from slouchd.logs import setup_logging
-from slouchd.model import Activity, Event, Posture, PostureFrame
+from slouchd.model import Event, PostureFrame
 from slouchd.publish.commands import Command, CommandResult
 from slouchd.publish.mqtt import MqttPublisher
 from slouchd.publish.outbox import Outbox
@@ -169,41 +170,13 @@ class Daemon:
         return f"mqtt={mqtt} wearers={streaming}/{len(self.wearers)} streaming"
 
     def gateway_counters(self) -> dict[str, Any]:
-        """The gateway's own counters, shared by every wearer's diagnostics: ``gateway`` (MQTT
-        reconnects, alerts and reminders sent, commands refused, payloads dropped unread, outbox,
-        sd_notify messages dropped) and ``gateway_drops``, the total refused or dropped."""
-        pub = self.publisher
-        counts = {} if pub is None else pub.counters()
-        gateway = {
-            "mqtt_reconnects": counts.get("mqtt_reconnects", 0),
-            "alerts_sent": counts.get("mqtt_alerts", 0),
-            "reminders_sent": counts.get("mqtt_reminders", 0),
-            "commands_refused": counts.get("mqtt_commands_refused", 0),
-            "payloads_dropped": counts.get("mqtt_payloads_dropped", 0),
-            "outbox": counts.get("mqtt_outbox", 0),
-            "notify_dropped": getattr(self.notifier, "dropped", 0),
-        }
-        drops = gateway["commands_refused"] + gateway["payloads_dropped"] + gateway["notify_dropped"]
-        return {"gateway": gateway, "gateway_drops": drops}
+        """The gateway's own counters, shared by every wearer's diagnostics (docs/mqtt.md)."""
+        return gateway_counters(self.publisher, self.notifier)
 
     def health_line(self) -> str:
-        """One line of internals for leak hunting (``kill -USR1 <pid>`` logs it): asyncio tasks,
-        queues, counters. ``bench/soak.py`` reads it to check that nothing grows."""
-        pub = self.publisher
-        background = sum(rt.background_tasks for rt in self.wearers.values())
-        return (f"health: uptime_s={self.clock.monotonic() - self.started_at:.0f} "
-                f"tasks={len(asyncio.all_tasks())} wearers={len(self.wearers)} "
-                f"streaming={sum(1 for rt in self.wearers.values() if rt.streaming)} "
-                f"background_tasks={background} "
-                f"mqtt_queue={0 if pub is None else pub.queue_depth} "
-                f"mqtt_published={0 if pub is None else pub.published} "
-                f"mqtt_dropped={0 if pub is None else pub.dropped} "
-                f"states_published={0 if pub is None else pub.state_published} "
-                f"alerts={sum(rt.alerts for rt in self.wearers.values())} "
-                f"restarts={sum(rt.restarts for rt in self.wearers.values())} "
-                f"notify_dropped={getattr(self.notifier, 'dropped', 0)} "
-                + ("" if pub is None else " ".join(f"{k}={v}" for k, v in pub.counters().items()
-                                                   if k not in ("mqtt_published", "mqtt_dropped"))))
+        """One line of internals for leak hunting (``kill -USR1 <pid>`` logs it)."""
+        return health_line(self.publisher, self.notifier, list(self.wearers.values()),
+                           self.clock.monotonic() - self.started_at)
 
     async def started(self) -> None:
         """Return once :meth:`run` has started every task and told systemd READY=1."""
@@ -300,7 +273,7 @@ class Daemon:
         jobs = [
             self._spawn(every(self.clock, STATUS_EVERY_S, StatusLine(self.notifier, self.status_line)),
                         "status"),
-            self._spawn(every(self.clock, STATS_EVERY_S, self._publish_idle_states), "idle-states"),
+            self._spawn(every(self.clock, STATS_EVERY_S, IdleStates(self)), "idle-states"),
             self._spawn(self.reloader.run(), "reloader"),
         ]
         watchdog = Watchdog(self.notifier, lambda: self.mqtt.running)
@@ -314,19 +287,6 @@ class Daemon:
         log.info("stopping: saving state and publishing offline")
         await asyncio.gather(*(rt.stop() for rt in self.wearers.values()))
         await self.mqtt.close(list(self.wearers))
-
-    def _publish_idle_states(self) -> None:
-        """A wearer whose sensor is not streaming still shows its counters (reconnects, packets,
-        task restarts) in Home Assistant, with the posture unknown."""
-        if self.publisher is None:
-            return
-        for rt in self.wearers.values():
-            if rt.streaming:
-                continue
-            frame = dataclasses.replace(
-                rt.tracker.frame, t_s=self.clock.wall(), flexion_deg=None, lateral_deg=None,
-                posture=Posture.UNKNOWN, activity=Activity.UNKNOWN, worn=False)
-            self.publisher.publish_state(rt.name, rt.state_payload(frame))
 
     # ----- reload -----------------------------------------------------------------------------
     def _on_sighup(self) -> None:

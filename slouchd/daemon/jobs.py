@@ -14,9 +14,14 @@ Each job is a coroutine the daemon runs in its task group; all wait on the injec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
+from slouchd.daemon.wearer import WearerRuntime
+from slouchd.model import Activity, Posture
+from slouchd.publish.mqtt import MqttPublisher
 from slouchd.sdnotify import Notifier
 from slouchd.timing import Clock
 
@@ -64,6 +69,34 @@ class Watchdog:
     def __call__(self) -> None:
         if self.healthy():
             self.notifier.watchdog()
+
+
+class _Wearers(Protocol):
+    @property
+    def publisher(self) -> MqttPublisher | None: ...
+
+    wearers: dict[str, WearerRuntime]
+    clock: Clock
+
+
+class IdleStates:
+    """A wearer whose sensor is not streaming still shows its counters (reconnects, packets,
+    task restarts) in Home Assistant, with the posture unknown."""
+
+    def __init__(self, daemon: _Wearers) -> None:
+        self.daemon = daemon
+
+    def __call__(self) -> None:
+        publisher = self.daemon.publisher
+        if publisher is None:
+            return
+        for rt in self.daemon.wearers.values():
+            if rt.streaming:
+                continue
+            frame = dataclasses.replace(
+                rt.tracker.frame, t_s=self.daemon.clock.wall(), flexion_deg=None, lateral_deg=None,
+                posture=Posture.UNKNOWN, activity=Activity.UNKNOWN, worn=False)
+            publisher.publish_state(rt.name, rt.state_payload(frame))
 
 
 class Reloader:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from slouchd.config import Config, WearerSettings
 from slouchd.daemon.sources import plan_source
-from slouchd.daemon.wearer import new_tracker
+from slouchd.daemon.trackers import new_tracker
 
 SENSOR_FIELDS = ("sensor", "profile", "mount", "speed", "seed")
 """A wearer's keys whose change means reconnecting its sensor (the rest apply in place)."""

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
-from datetime import datetime
 from typing import Any
 
 from slouchd.config import Config, WearerSettings
@@ -24,10 +22,12 @@ from slouchd.daemon.constants import (
     SHUTDOWN_WEARERS_S,
     STATS_EVERY_S,
 )
+from slouchd.daemon.errors import is_fatal
 from slouchd.daemon.host import WearerHost
 from slouchd.daemon.persistence import WearerSaver
 from slouchd.daemon.sources import SourcePlan, plan_source
-from slouchd.model import Event, EventKind, Mount, PostureFrame, SampleBatch
+from slouchd.daemon.trackers import new_tracker, wall_iso
+from slouchd.model import Event, EventKind, PostureFrame, SampleBatch
 from slouchd.overrides import SettingOverrides
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
@@ -36,32 +36,10 @@ from slouchd.publish.wearer import WearerInfo
 from slouchd.sample_buffer import SampleBuffer
 from slouchd.schema import check_partial
 from slouchd.sensors.base import SensorSource
-from slouchd.sensors.ble import AdapterWedged  # TODO(lead): the neutral base from sensors/base.py
 from slouchd.state import StateStore
 from slouchd.timing import SYSTEM_CLOCK, Backoff, Clock
 
 log = logging.getLogger("slouchd")
-
-
-@functools.lru_cache(maxsize=256)
-def wall_iso(t_s: float) -> str:
-    """Local ISO-8601 time of a sample-clock time (Unix seconds), to the second.
-
-    Cached: every wearer's state of one second has the same ``t_s`` (frames fall on whole
-    seconds of the shared sample clock), so one conversion serves them all.
-    """
-    return datetime.fromtimestamp(t_s).astimezone().isoformat(timespec="seconds")
-
-
-def new_tracker(config: Config, detection: DetectionSettings, mount: Mount | None) -> PostureTracker:
-    """The posture engine of one live wearer (one state a second)."""
-    return PostureTracker(detection, config.wellbeing, mount, calibration_settings=config.calibration,
-                          activity=config.activity, frame_interval_s=1.0)
-
-
-def is_fatal(err: BaseException) -> bool:
-    """An error no restart of this wearer can cure: the whole process must restart."""
-    return isinstance(err, AdapterWedged)
 
 
 class WearerRuntime:
