@@ -82,6 +82,7 @@ class Daemon:
         clock: time for every schedule (housekeeping, restart backoff, save cadence).
         open_source: builds a wearer's source (default :func:`slouchd.daemon.sources.open_source`).
         restart_backoff_s: (first, longest) wait before opening a failed sensor again, seconds.
+        publisher_class: the MQTT publisher to build (default :class:`MqttPublisher`).
     """
 
     def __init__(self, config: Config, *, config_path: str | None = None,
@@ -89,7 +90,7 @@ class Daemon:
                  notifier: Notifier | None = None, start_epoch_s: float | None = None,
                  clock: Clock = SYSTEM_CLOCK, open_source: SourceOpener | None = None,
                  restart_backoff_s: tuple[float, float] = (RESTART_BACKOFF_MIN_S, RESTART_BACKOFF_MAX_S),
-                 ) -> None:
+                 publisher_class: Callable[..., MqttPublisher] | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.overrides = list(overrides or [])
@@ -101,7 +102,8 @@ class Daemon:
         self._restart_backoff_s = restart_backoff_s
         self.store = StateStore(default_state_dir(config.daemon.state_dir))
         self.outbox = Outbox(self.store.directory / "outbox.jsonl")  # issue 12: alerts survive a crash
-        self.mqtt = MqttSession(self.on_command, self.outbox, publisher_class=_package_attr("MqttPublisher"))
+        self.mqtt = MqttSession(self.on_command, self.outbox,
+                                publisher_class=publisher_class or _package_attr("MqttPublisher"))
         self.wearers: dict[str, WearerRuntime] = {}
         self.exit_code = EXIT_OK
         self.reloader = Reloader(self.reload)
