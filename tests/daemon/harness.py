@@ -40,15 +40,33 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self.subscribed = threading.Event()
+        """Set once the broker acknowledged every subscription (nothing published after is missed)."""
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"rec-{time.time_ns()}")
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
 
     def _on_connect(self, client: paho.Client, *args: Any) -> None:
-        for t in self.topics:
-            client.subscribe(t, qos=1)
+        with self._lock:
+            for t in self.topics:
+                mid = client.subscribe(t, qos=1)[1]
+                if mid is not None:
+                    self._pending.add(mid)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, *args: Any) -> None:
+        with self._lock:
+            self._pending.discard(mid)
+            if not self._pending:
+                self.subscribed.set()
+
+    def wait_subscribed(self, timeout_s: float = 10.0) -> Recorder:
+        if not self.subscribed.wait(timeout_s):
+            raise AssertionError(f"MQTT subscriptions not acknowledged within {timeout_s} s")
+        return self
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         with self._lock:
@@ -69,6 +87,19 @@ class Recorder:
             time.sleep(0.05)
         raise AssertionError(f"no matching MQTT message within {timeout_s} s; "
                              f"topics seen: {sorted({m.topic for m in self.messages})[:40]}")
+
+    def count(self, pred: Callable[[Message], bool], n: int, timeout_s: float = 30.0,
+              since: float = 0.0) -> list[Message]:
+        """Wait until ``n`` messages arrived since ``since`` that match ``pred``; them."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                got = [m for m in self.messages if m.at >= since and pred(m)]
+            if len(got) >= n or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        assert len(got) >= n, f"{len(got)} of {n} matching MQTT messages within {timeout_s} s"
+        return got
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -111,6 +142,17 @@ class NotifySocket:
             time.sleep(0.02)
         raise AssertionError(f"no {line_prefix!r} on the notify socket within {timeout_s} s; "
                              f"got {[line for _, line in self.received][-10:]}")
+
+    def count(self, line_prefix: str, n: int, timeout_s: float = 20.0) -> list[float]:
+        """Wait until ``n`` lines starting with ``line_prefix`` arrived; their arrival times."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = [at for at, line in list(self.received) if line.startswith(line_prefix)]
+            if len(got) >= n or time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        assert len(got) >= n, f"{len(got)} of {n} {line_prefix!r} lines within {timeout_s} s"
+        return got
 
     def close(self) -> None:
         self._stop = True
@@ -169,3 +211,31 @@ def write_config(path: Path, *, port: int, state_dir: Path, wearers: str,
         f"[detection]\n{detection}\n"
         f"{wearers}\n")
     return path
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Wait (in the event loop) until ``condition()`` holds; AssertionError after ``timeout_s``."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s} s")
+        await asyncio.sleep(0.01)
+
+
+async def started(daemon: Any, run: Any, timeout_s: float = 10.0) -> None:
+    """Wait until ``daemon`` (running as the task ``run``) has started, or surface why it ended."""
+    import asyncio
+
+    ready = asyncio.ensure_future(daemon.started())
+    try:
+        done, _ = await asyncio.wait({ready, run}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if run in done:
+        run.result()
+        raise AssertionError("the daemon ended before it started")
+    if ready not in done:
+        raise AssertionError(f"the daemon did not start within {timeout_s} s")

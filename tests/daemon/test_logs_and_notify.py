@@ -117,7 +117,7 @@ def test_two_flapping_sensors_each_keep_their_own_log_quota() -> None:
     handler = logging.Handler()
     handler.addFilter(f)
     passed: list[str] = []
-    handler.emit = lambda r: passed.append(r.getMessage())  # type: ignore[method-assign]
+    handler.emit = lambda r: passed.append(r.getMessage())  # type: ignore[method-assign, assignment]
     logger = logging.getLogger("slouchd.sensors.ble")
     logger.addHandler(handler)
     try:

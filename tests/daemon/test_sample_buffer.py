@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import slouchd.daemon as daemon_mod
 from slouchd.config import parse_config
 from slouchd.daemon import Daemon, new_tracker
 from slouchd.model import Event, Mount, PostureFrame, SampleBatch
@@ -37,7 +36,7 @@ def _one(t: float, gyro: bool = True) -> SampleBatch:
 
 
 def _feed(buf: SampleBuffer, packets: list[SampleBatch]) -> list[SampleBatch]:
-    out = []
+    out: list[SampleBatch] = []
     for p in packets:
         out += buf.add(p)
     return out
@@ -154,7 +153,7 @@ def _day() -> SampleBatch:
 
 @pytest.mark.parametrize("size", [1, 5, 36])
 async def test_live_notifications_through_the_buffer_equal_replay_exactly(
-        size: int, tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+        size: int, tmp_path: Path, mosquitto: MosquittoBroker) -> None:
     day = _day()
     cfg = parse_config({
         "daemon": {"state_dir": str(tmp_path / "state")},
@@ -168,10 +167,9 @@ async def test_live_notifications_through_the_buffer_equal_replay_exactly(
     assert out.events and any(e.kind.value == "slouch_alert" for e in out.events)
 
     source = PacketSource(day, size)
-    monkeypatch.setattr(daemon_mod, "open_source", lambda *a, **k: source)
     view = Collect()
-    d = Daemon(cfg, view=view)
-    run = asyncio.create_task(d.run(duration_s=60))
+    d = Daemon(cfg, view=view, open_source=lambda *a, **k: source)
+    run = asyncio.create_task(d.run())
     await asyncio.wait_for(source.done.wait(), 30)
     calls = d.wearers["ana"].tracker_calls
     d.request_stop()

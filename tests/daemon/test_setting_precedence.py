@@ -16,6 +16,7 @@ from slouchd.config import load_config
 from slouchd.daemon import Daemon
 from slouchd.publish.commands import Command
 from tests._broker import MosquittoBroker
+from tests.daemon.harness import started
 
 
 def write(path: Path, port: int, state: Path, threshold: float) -> Path:
@@ -26,24 +27,16 @@ def write(path: Path, port: int, state: Path, threshold: float) -> Path:
     return path
 
 
-async def started(d: Daemon, run: asyncio.Task[int]) -> None:
-    """Wait until the daemon has built its wearers (or has ended: then its error surfaces)."""
-    async with asyncio.timeout(10):
-        while "ana" not in d.wearers:
-            if run.done():
-                run.result()
-            await asyncio.sleep(0.02)
-
-
-async def run_briefly(path: Path, command: Command | None = None, seconds: float = 1.0) -> float:
+async def run_briefly(path: Path, command: Command | None = None) -> float:
     """Start the daemon on ``path`` (a restart), optionally apply a command from Home Assistant,
     stop it; return the threshold in force."""
     d = Daemon(load_config(path), config_path=str(path))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=seconds))
+    run = asyncio.get_running_loop().create_task(d.run())
     await started(d, run)
     if command is not None:
         assert d.wearers["ana"].apply(command).ok
     threshold = d.wearers["ana"].detection().threshold_deg
+    d.request_stop()
     assert await asyncio.wait_for(run, 10) == 0
     return threshold
 
@@ -72,16 +65,17 @@ async def test_reload_follows_the_same_rule(tmp_path: Path, mosquitto: Mosquitto
     state = tmp_path / "state"
     path = write(tmp_path / "c.toml", mosquitto.port, state, 15.0)
     d = Daemon(load_config(path), config_path=str(path))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=3))
+    run = asyncio.get_running_loop().create_task(d.run())
     await started(d, run)
     rt = d.wearers["ana"]
     assert rt.apply(Command({"threshold_deg": 20.0, "dwell_s": 30.0})).ok
-    d.reload()  # nothing changed in the file: Home Assistant's values stay
+    assert await d.reload()  # nothing changed in the file: Home Assistant's values stay
     assert (rt.detection().threshold_deg, rt.detection().dwell_s) == (20.0, 30.0)
     write(path, mosquitto.port, state, 18.0)
-    d.reload()  # the file changed the threshold since: it wins; the dwell stays Home Assistant's
+    assert await d.reload()  # the file changed the threshold since: it wins; the dwell stays HA's
     assert (rt.detection().threshold_deg, rt.detection().dwell_s) == (18.0, 30.0)
     assert rt.tracker.detection.threshold_deg == 18.0  # in force in the tracker too
+    d.request_stop()
     assert await asyncio.wait_for(run, 10) == 0
     # What was decided on reload is what a restart decides.
     assert await run_briefly(path) == 18.0
@@ -94,7 +88,7 @@ async def test_use_file_settings_drops_every_home_assistant_value(
     assert await run_briefly(path, Command({"threshold_deg": 20.0, "mode": "tracking"})) == 20.0
     assert await run_briefly(path, Command({"use_file_settings": True})) == 15.0
     d = Daemon(load_config(path), config_path=str(path))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=1))
+    run = asyncio.get_running_loop().create_task(d.run())
     await started(d, run)
     assert d.wearers["ana"].overrides == {} and d.wearers["ana"].detection().mode == "training"
     # Refused whole when the rest of the command is invalid: nothing dropped.
@@ -102,4 +96,5 @@ async def test_use_file_settings_drops_every_home_assistant_value(
     # A threshold of 2 is below the hysteresis (3): the whole command is refused.
     result = d.wearers["ana"].apply(Command({"use_file_settings": True, "threshold_deg": 2.0}))
     assert not result.ok and d.wearers["ana"].overrides == {"threshold_deg": 20.0}
+    d.request_stop()
     assert await asyncio.wait_for(run, 10) == 0

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import slouchd.daemon as daemon_mod
-from slouchd.config import parse_config
+from slouchd.config import Config, parse_config
 from slouchd.daemon import EXIT_ADAPTER, Daemon
 from slouchd.model import SampleBatch
 from slouchd.sensors.base import SensorStatus
 from slouchd.sensors.ble import AdapterWedged
 from tests._broker import MosquittoBroker
+from tests.daemon.harness import started, until
 
 
 class ScriptedSource:
@@ -44,7 +45,7 @@ class ScriptedSource:
         return False
 
 
-def config(tmp_path: Path, port: int) -> object:
+def config(tmp_path: Path, port: int) -> Config:
     return parse_config({
         "daemon": {"state_dir": str(tmp_path / "state")},
         "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": f"sup{tmp_path.name[-6:]}"},
@@ -52,31 +53,32 @@ def config(tmp_path: Path, port: int) -> object:
     })
 
 
-async def test_wedged_adapter_makes_the_daemon_exit_75(
-        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon_mod, "open_source",
-                        lambda *a, **k: ScriptedSource(AdapterWedged("hci0 failed 900 s")))
-    d = Daemon(config(tmp_path, mosquitto.port))
+async def test_wedged_adapter_makes_the_daemon_exit_75(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    d = Daemon(config(tmp_path, mosquitto.port),
+               open_source=lambda *a, **k: ScriptedSource(AdapterWedged("hci0 failed 900 s")))
     code = await asyncio.wait_for(d.run(duration_s=20), 25)
     assert code == EXIT_ADAPTER
+    assert (tmp_path / "state" / "ana.json").exists()  # a graceful stop: state saved first
 
 
 async def test_a_crashing_source_is_restarted_and_the_daemon_keeps_running(
-        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
     opened = []
 
     def factory(*a: object, **k: object) -> ScriptedSource:
-        opened.append(1)
+        opened.append(asyncio.get_running_loop().time())
         return ScriptedSource(RuntimeError("decoder bug"))
 
-    monkeypatch.setattr(daemon_mod, "open_source", factory)
-    monkeypatch.setattr(daemon_mod, "RESTART_BACKOFF_MAX_S", 0.2)
-    d = Daemon(config(tmp_path, mosquitto.port))
-    code = await asyncio.wait_for(d.run(duration_s=4), 10)
-    assert code == 0
-    assert len(opened) >= 3
-    assert d.wearers["ana"].restarts >= 2
+    d = Daemon(config(tmp_path, mosquitto.port), open_source=factory, restart_backoff_s=(0.1, 5.0))
+    run = asyncio.get_running_loop().create_task(d.run())
+    await until(lambda: len(opened) >= 4 or run.done(), timeout_s=10, what="four opens")
+    d.request_stop()
+    assert await asyncio.wait_for(run, 10) == 0
+    assert d.wearers["ana"].restarts >= 3
+    # Each session streamed (3 batches), so each wait starts again at the first step (0.1 s),
+    # not 0.1, 0.2, 0.4 s.
+    gaps = [b - a for a, b in itertools.pairwise(opened)][:3]
+    assert all(0.1 <= g < 0.35 for g in gaps), gaps
     assert "sensor task failed (decoder bug)" in caplog.text
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
 
@@ -90,13 +92,14 @@ async def test_reload_naming_an_unknown_profile_keeps_the_running_config(
     from slouchd.config import load_config
 
     d = Daemon(load_config(path), config_path=str(path))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=6))
-    await asyncio.sleep(1.0)
+    run = asyncio.get_running_loop().create_task(d.run())
+    await started(d, run)
     path.write_text(path.read_text() + '[[wearers]]\nname = "bo"\nsensor = "C4:AA:10:2B:33:01"\n'
                     'profile = "no-such-sensor"\n')
-    d.reload()
+    assert await d.reload() is False
     assert [w.name for w in d.config.wearers] == ["ana"] and list(d.wearers) == ["ana"]
     assert "reload refused" in caplog.text and "no-such-sensor" in caplog.text
+    d.request_stop()
     assert await run == 0
 
 
@@ -109,6 +112,14 @@ def sim_config(tmp_path: Path, port: int, detection: str = "") -> Path:
     return path
 
 
+async def run_until_started(d: Daemon) -> int:
+    """Start ``d``, wait until it has started, stop it; its exit code."""
+    run = asyncio.get_running_loop().create_task(d.run())
+    await started(d, run)
+    d.request_stop()
+    return await asyncio.wait_for(run, 10)
+
+
 async def test_saved_settings_out_of_bounds_are_dropped_not_obeyed(
         tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture) -> None:
     """A hand-edited state file must not make constant alerts (threshold -50) or crash start-up."""
@@ -118,8 +129,7 @@ async def test_saved_settings_out_of_bounds_are_dropped_not_obeyed(
     path = sim_config(tmp_path, mosquitto.port)
     StateStore(tmp_path / "state").save("ana", {"overrides": {"threshold_deg": -50, "mode": "bogus"}})
     d = Daemon(load_config(path), config_path=str(path))
-    code = await asyncio.wait_for(d.run(duration_s=1.5), 10)
-    assert code == 0
+    assert await run_until_started(d) == 0
     det = d.wearers["ana"].detection()
     assert det.threshold_deg == 15.0 and det.mode == "training"
     assert "saved settings" in caplog.text and "not valid" in caplog.text
@@ -133,8 +143,7 @@ async def test_saved_tracker_state_that_cannot_be_restored_starts_fresh(
     path = sim_config(tmp_path, mosquitto.port)
     StateStore(tmp_path / "state").save("ana", {"tracker": {"calibration": "upside down", "x": [1]}})
     d = Daemon(load_config(path), config_path=str(path))
-    code = await asyncio.wait_for(d.run(duration_s=1.5), 10)
-    assert code == 0
+    assert await run_until_started(d) == 0
     assert len(list((tmp_path / "state").glob("ana.json.corrupt-*"))) == 1
 
 
@@ -147,21 +156,51 @@ async def test_every_reload_ends_with_ready_even_a_refused_one(
     d = Daemon(load_config(path), config_path=str(path))
     monkeypatch.setattr(d.notifier, "reloading", lambda: sent.append("RELOADING"))
     monkeypatch.setattr(d.notifier, "ready", lambda status="": sent.append("READY"))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=3))
-    await asyncio.sleep(0.5)
+    run = asyncio.get_running_loop().create_task(d.run())
+    await started(d, run)
     sent.clear()
-    d.reload()  # unchanged: applied
+    assert await d.reload() is True  # unchanged: applied
     path.write_text(path.read_text().replace("[detection]\n", "[detection]\nthreshold_deg = -5\n"))
-    d.reload()  # invalid: refused
+    assert await d.reload() is False  # invalid: refused
     monkeypatch.setattr(d, "_reload", lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        d.reload()  # a bug half-way: systemd must still hear READY
+        await d.reload()  # a bug half-way: systemd must still hear READY
     assert sent == ["RELOADING", "READY"] * 3
+    d.request_stop()
     assert await run == 0
 
 
+async def test_sighups_during_a_reload_make_one_more_reload(
+        tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slouchd.config import load_config
+
+    path = sim_config(tmp_path, mosquitto.port)
+    d = Daemon(load_config(path), config_path=str(path))
+    reloads: list[str] = []
+    real_reload = d.reload
+    gate = asyncio.Event()
+
+    async def counted() -> bool:
+        reloads.append("start")
+        await gate.wait()
+        return await real_reload()
+
+    d.reloader._reload = counted
+    run = asyncio.get_running_loop().create_task(d.run())
+    await started(d, run)
+    d._on_sighup()
+    await until(lambda: len(reloads) == 1, what="the first reload")
+    for _ in range(3):
+        d._on_sighup()  # while the first is under way
+    gate.set()
+    await until(lambda: len(reloads) == 2, what="one more reload")
+    d.request_stop()
+    assert await run == 0
+    assert len(reloads) == 2
+
+
 async def test_two_quick_reloads_moving_the_embedded_broker_end_on_the_last_one(tmp_path: Path) -> None:
-    """SIGHUP, then SIGHUP again while the first MQTT switch is still under way."""
+    """A second reload while the first one's MQTT switch is still under way."""
     import aiomqtt
 
     from slouchd.config import load_config
@@ -176,16 +215,15 @@ async def test_two_quick_reloads_moving_the_embedded_broker_end_on_the_last_one(
 
     write(ports[0])
     d = Daemon(load_config(path), config_path=str(path))
-    run = asyncio.get_running_loop().create_task(d.run(duration_s=8))
-    await asyncio.sleep(1.0)
+    run = asyncio.get_running_loop().create_task(d.run())
+    await started(d, run)
     write(ports[1])
-    d._on_sighup()
-    await asyncio.sleep(0.3)  # housekeeping (every 0.25 s) starts the switch
+    first = asyncio.get_running_loop().create_task(d.reload())
+    await until(lambda: d.config.mqtt.port == ports[1], what="the first reload applied")
+    assert not first.done()  # its switch (old session's goodbye, new broker) is under way
     write(ports[2])
-    d._on_sighup()
-    deadline = asyncio.get_running_loop().time() + 5
-    while (d.broker is None or d.broker.port != ports[2]) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
+    assert await d.reload() is True  # waits for the first switch, then applies and switches
+    assert await first is True
     assert d.broker is not None and d.broker.port == ports[2]
     got = None
     async with aiomqtt.Client("127.0.0.1", ports[2], protocol=aiomqtt.ProtocolVersion.V311) as c:
@@ -195,4 +233,5 @@ async def test_two_quick_reloads_moving_the_embedded_broker_end_on_the_last_one(
                 got = m.payload
                 break
     assert got == b"online"
+    d.request_stop()
     assert await run == 0
