@@ -18,7 +18,7 @@ from pathlib import Path
 from slouchd.config import REPLAY_PREFIX, Config, WearerSettings
 from slouchd.files import unreadable
 from slouchd.model import Mount, SampleBatch
-from slouchd.publish.wearer import stable_sensor_id
+from slouchd.publish.wearer import ALL_CAPABILITIES, sensor_capabilities, stable_sensor_id
 from slouchd.schema import SettingsError
 from slouchd.sensors.base import SensorSource
 from slouchd.sensors.paced import PacedSource
@@ -41,6 +41,8 @@ class SourcePlan:
         mount: the mount to use, or None when it must be learned.
         model: human-readable model for the Home Assistant device.
         profile: firmware profile name for BLE, else "".
+        capabilities: what the sensor can ever report (``battery``, ``rssi``): Home Assistant
+            entities for the rest are not announced (see ``slouchd.publish.wearer``).
     """
 
     kind: str
@@ -48,6 +50,7 @@ class SourcePlan:
     mount: Mount | None
     model: str
     profile: str = ""
+    capabilities: frozenset[str] = ALL_CAPABILITIES
 
 
 def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
@@ -68,12 +71,14 @@ def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
     if sensor == "simulated":
         from slouchd.sensors.simulation.settings import SimSettings  # light: no scipy
 
-        return SourcePlan("simulated", sensor_id, mount or SimSettings().mount, "Simulated wearer")
+        return SourcePlan("simulated", sensor_id, mount or SimSettings().mount, "Simulated wearer",
+                          capabilities=sensor_capabilities(wearer.sensor, None))
     if sensor.startswith(REPLAY_PREFIX):
         # Read to the end now: a file that cannot be played is a config error at start (exit 78,
         # as check-config says), not a sensor that fails again and again (cached per file version).
         check_replay(wearer, config, parse=True)
-        return SourcePlan("replay", sensor_id, mount, f"Recording {Path(replay_path(wearer)).name}")
+        return SourcePlan("replay", sensor_id, mount, f"Recording {Path(replay_path(wearer)).name}",
+                          capabilities=sensor_capabilities(wearer.sensor, None))
     from slouchd.sensors.profiles import get_profile, load_profiles  # BLE-only path
 
     profiles = load_profiles(config.ble.profiles_dir or None)
@@ -84,7 +89,8 @@ def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
     if mount is None and profile is not None:
         mount = Mount.parse(profile.mount)
     model = (profile.description or profile.name) if profile is not None else "BLE IMU"
-    return SourcePlan("ble", sensor_id, mount, model, wearer.profile)
+    return SourcePlan("ble", sensor_id, mount, model, wearer.profile,
+                      capabilities=sensor_capabilities(wearer.sensor, profile))
 
 
 def _key(config: Config, wearer: WearerSettings, field: str) -> str:

@@ -167,7 +167,8 @@ class WearerRuntime:
     def info(self) -> WearerInfo:
         return WearerInfo(
             name=self.name, sensor_id=self.plan.sensor_id, model=self.plan.model,
-            profile=self.plan.profile, detection=self.detection())
+            profile=self.plan.profile, detection=self.detection(),
+            capabilities=self.plan.capabilities)
 
     # ----- what is published ------------------------------------------------------------------
     def state_payload(self, frame: PostureFrame) -> dict[str, Any]:

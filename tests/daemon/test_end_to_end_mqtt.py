@@ -32,7 +32,11 @@ def test_home_assistant_sees_discovery_state_alerts_and_offline_after_sigterm(
         doc = disc.json()
         assert doc["device"]["identifiers"] and doc["origin"]["name"] == "slouchd"
         comps = doc["components"]
-        uids = [c["unique_id"] for c in comps.values()]
+        # A simulated wearer has no battery and no radio: those components are sent as
+        # {"platform": ...} alone, which removes them from Home Assistant.
+        removed = {k for k, c in comps.items() if set(c) == {"platform"}}
+        assert {"battery", "rssi"} <= removed, removed
+        uids = [c["unique_id"] for k, c in comps.items() if k not in removed]
         assert len(uids) == len(set(uids)) and all(u.startswith("slouchd_sim-ana") for u in uids)
         flexion = next(c for c in comps.values() if c.get("unit_of_measurement") == "°")
         assert flexion["state_class"] == "measurement" and flexion["expire_after"] > 0
