@@ -21,7 +21,7 @@ from slouchd.sensors.ble.context import SourceContext
 from slouchd.sensors.ble.errors import LinkLost, one_line
 from slouchd.sensors.ble.link import Link, adapter_lock
 from slouchd.sensors.ble.scanning import Sighting
-from slouchd.sensors.ble.steps import StepRunner
+from slouchd.sensors.ble.steps import NotifyCallback, StepRunner
 from slouchd.sensors.profiles import Profile
 from slouchd.timing import within
 
@@ -63,7 +63,7 @@ class Connector:
         self.close_stale = close_stale
         self.steps = steps
 
-    async def open(self, link: Link, sighting: Sighting, on_notify: Callable[[Any, bytearray], None]) -> None:
+    async def open(self, link: Link, sighting: Sighting, on_notify: NotifyCallback) -> None:
         """Connect ``link`` with a new client, start notifications, run the start-up steps.
 
         ``on_notify`` receives the sample notifications. On failure the caller tears the link
@@ -86,7 +86,7 @@ class Connector:
             await within(ctx.clock, link.client.connect(), ctx.settings.connect_timeout_s)
         await self._setup(link, sighting.profile, on_notify)
 
-    async def _setup(self, link: Link, prof: Profile, on_notify: Callable[[Any, bytearray], None]) -> None:
+    async def _setup(self, link: Link, prof: Profile, on_notify: NotifyCallback) -> None:
         await self.steps.start_notify(link, prof.stream.notify_uuid, on_notify)
         for step in prof.startup:
             await self.steps.run(link, step)

@@ -20,6 +20,7 @@ from slouchd.sensors.ble.health import AdapterHealth
 from slouchd.sensors.ble.link import LOST, QUEUE_MAX, Link
 from slouchd.sensors.ble.scanning import SCANNER_TIMEOUT_S, Scanner, Sighting
 from slouchd.sensors.ble.stamping import SampleStamper
+from slouchd.sensors.ble.steps import NotifyCallback
 from slouchd.sensors.decoders import ProfileDecoder
 from slouchd.sensors.profiles import Profile
 from slouchd.timing import within
@@ -116,7 +117,7 @@ class Streamer:
         self.streams += 1
         self.ctx.status.connected = True
 
-    def on_notify(self, link: Link) -> Any:
+    def on_notify(self, link: Link) -> NotifyCallback:
         """The notification callback of ``link``: enqueue ``(arrival, bytes)``, nothing more."""
         status, clock, queue = self.ctx.status, self.ctx.clock, link.queue
 
