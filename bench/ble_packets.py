@@ -8,6 +8,11 @@ a radio or an event loop, for three shapes of traffic:
 * ``generic-4``: the generic layout, four samples per notification (host-stamped, spread back);
 * ``polar-10``: Polar H10 PMD frames of ten raw samples (stamped from the sensor clock).
 
+Each shape is measured twice: ``decode`` calls the per-packet function directly; ``stream``
+runs the consumer loop of a link on the real clock (queue get bounded by the silence watchdog,
+i.e. :func:`slouchd.timing.within` per notification, then the same per-packet function), with
+every notification already queued.
+
 Figures are process CPU time per packet (best of ``--repeat`` runs of ``--packets`` packets),
 in microseconds. Works on the package ``slouchd.sensors.ble`` (per-packet path
 ``BleSensorSource._packets.decode``) and on the single module it replaced (``_decode``), so a
@@ -16,7 +21,9 @@ figure from before the split can be reproduced by checking out that commit.
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,40 +53,75 @@ def packets_polar(n_packets: int) -> list[bytes]:
     return out
 
 
-def decode_fn(profile_name: str) -> Callable[[float, bytes], Any]:
-    """The per-packet function of a fresh source for ``profile_name`` (old or new layout)."""
+def make_source(profile_name: str) -> Any:
     from slouchd.sensors.ble import BleSensorSource
     from slouchd.sensors.profiles import load_profiles
     from slouchd.sensors.settings import BleSettings
 
     profiles = load_profiles()
-    src = BleSensorSource("C4:AA:10:2B:33:01", profiles[profile_name], BleSettings(), profiles=profiles,
-                          scanner_cls=object, client_cls=object)
+    return BleSensorSource("C4:AA:10:2B:33:01", profiles[profile_name], BleSettings(), profiles=profiles,
+                           scanner_cls=object, client_cls=object)
+
+
+def decode_fn(src: Any) -> Callable[[float, bytes], Any]:
+    """The per-packet function of a fresh source (package layout, or the module before the split)."""
     packets = getattr(src, "_packets", None)
     if packets is not None:
         packets.start_link()
         return packets.decode  # type: ignore[no-any-return]
-    return src._decode  # type: ignore[attr-defined,no-any-return]  # before the split
+    return src._decode  # type: ignore[no-any-return]  # before the split
 
 
-def run_case(profile_name: str, data: list[bytes], rate_hz: float, repeat: int) -> dict[str, Any]:
-    best = float("inf")
-    samples = 0
-    for _ in range(repeat):
-        decode = decode_fn(profile_name)
-        arrival = 1000.0
-        step = 1.0 / rate_hz
+def stream_fn(src: Any) -> tuple[Any, Callable[[Any], Any], object]:
+    """A new link, the source's consumer loop for it, and the marker that ends it."""
+    streamer = getattr(src, "_streamer", None)
+    if streamer is not None:
+        from slouchd.sensors.ble.link import LOST, Link
+
+        return Link(1), streamer.stream, LOST
+    module = sys.modules[type(src).__module__]  # before the split
+    return module._Link(1), src._stream, module._LOST
+
+
+def arrivals(data: list[bytes], rate_hz: float) -> list[tuple[float, bytes]]:
+    return [(1000.0 + (k + 1) / rate_hz, pkt) for k, pkt in enumerate(data)]
+
+
+def run_decode(profile_name: str, items: list[tuple[float, bytes]]) -> tuple[float, int]:
+    decode = decode_fn(make_source(profile_name))
+    delivered = 0
+    started = time.process_time()
+    for arrival, pkt in items:
+        batch = decode(arrival, pkt)
+        if batch is not None:
+            delivered += len(batch)
+    return time.process_time() - started, delivered
+
+
+def run_stream(profile_name: str, items: list[tuple[float, bytes]]) -> tuple[float, int]:
+    src = make_source(profile_name)
+    link, stream, lost = stream_fn(src)
+    link.queue = asyncio.Queue()  # unbounded: every notification is queued before the loop starts
+    for item in items:
+        link.queue.put_nowait(item)
+    link.queue.put_nowait(lost)
+
+    async def consume() -> tuple[float, int]:
         delivered = 0
         started = time.process_time()
-        for pkt in data:
-            arrival += step
-            batch = decode(arrival, pkt)
-            if batch is not None:
-                delivered += len(batch)
-        took = time.process_time() - started
-        best = min(best, took)
-        samples = delivered
-    return {"packets": len(data), "samples": samples, "cpu_s": best,
+        async for batch in stream(link):
+            delivered += len(batch)
+        return time.process_time() - started, delivered
+
+    return asyncio.run(consume())
+
+
+def run_case(path: str, profile_name: str, data: list[bytes], rate_hz: float, repeat: int) -> dict[str, Any]:
+    items = arrivals(data, rate_hz)
+    run = run_decode if path == "decode" else run_stream
+    results = [run(profile_name, items) for _ in range(repeat)]
+    best = min(cpu for cpu, _ in results)
+    return {"packets": len(data), "samples": results[0][1], "cpu_s": best,
             "us_per_packet": best / len(data) * 1e6}
 
 
@@ -96,11 +138,13 @@ def main() -> None:
         "polar-10": ("polar-h10", packets_polar(n), 5.0),
     }
     rows = []
-    for name, (profile_name, data, packet_rate) in cases.items():
-        rows.append({"case": name, **run_case(profile_name, data, packet_rate, repeat)})
-    print(table(rows, ["case", "packets", "samples", "cpu_s", "us_per_packet"]))
-    path = write_results("ble_packets", {"rows": rows, "packets": n, "repeat": repeat}, args.out, args.quick)
-    print(fmt_kv({"results": path}))
+    for path in ("decode", "stream"):
+        for name, (profile_name, data, packet_rate) in cases.items():
+            row = run_case(path, profile_name, data, packet_rate, repeat)
+            rows.append({"path": path, "case": name, **row})
+    print(table(rows, ["path", "case", "packets", "samples", "cpu_s", "us_per_packet"]))
+    out = write_results("ble_packets", {"rows": rows, "packets": n, "repeat": repeat}, args.out, args.quick)
+    print(fmt_kv({"results": out}))
 
 
 if __name__ == "__main__":
