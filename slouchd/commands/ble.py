@@ -322,9 +322,9 @@ async def record_csv(source: Any, path: Path, err: TextIO, duration_s: float = 0
                 async for batch in source:
                     if t0 is None:
                         t0 = float(batch.t_s[0])
-                        if header is None:
-                            header = csv_header(batch.gyro_dps is not None)
-                            f.write(header)
+                    if header is None:  # no profile given: the first batch says whether there is a gyro
+                        header = csv_header(batch.gyro_dps is not None)
+                        f.write(header)
                     gyro = header.startswith("t,ax,ay,az,gx") and batch.gyro_dps is not None
                     n = len(batch) if not max_samples else min(len(batch), max_samples - count)
                     for i in range(n):

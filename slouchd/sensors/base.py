@@ -9,9 +9,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from slouchd.model import SampleBatch
+
+
+class SourceFatal(RuntimeError):
+    """Restarting this source cannot help: stop the daemon and exit with :attr:`exit_code`.
+
+    A source raises it out of its iterator when the trouble lies below it in the process or the
+    host (e.g. a Bluetooth adapter that failed every attempt for a long time, see
+    ``AdapterWedged`` in :mod:`slouchd.sensors.ble`), so the daemon needs no knowledge of any
+    concrete source to decide to exit. The message states what failed and for how long; the
+    daemon's log line adds what it does about it. See docs/sensors.md.
+    """
+
+    #: The daemon's exit status: 75 is sysexits' EX_TEMPFAIL ("try again later"), on which
+    #: systemd restarts the whole process (``Restart=on-failure``), starting every source afresh.
+    exit_code: ClassVar[int] = 75
 
 
 @dataclass

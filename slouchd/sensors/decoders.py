@@ -265,41 +265,49 @@ class PolarPmdDecoder(RawDecoder):
         ftype = pkt[9]
         body = pkt[10:]
         kind = ftype & 0x7F
-        if ftype & 0x80:
-            if kind not in (0, 1):
-                return _empty(3, [Drop("bad_frame", f"compressed frame type {kind} is not ACC")])
-            try:
-                raw = _polar_deltas(body, channels=3, ref_bits=16)
-            except ValueError as err:
-                return _empty(3, [Drop("bad_delta", str(err))])
-            if kind == 0:
-                if self.factor is None:
-                    return _empty(3, [Drop("needs_factor", "compressed type 0 frames need "
-                                           "[stream.options] factor (from the PMD settings)")])
-                rows = raw * (self.factor * 1000.0)
-            else:
-                rows = raw * self.factor if self.factor not in (None, 1.0) else raw
-        else:
-            if kind not in (0, 1, 2):
-                return _empty(3, [Drop("bad_frame", f"frame type {kind} is not a raw ACC frame")])
-            width = kind + 1
-            step = 3 * width
-            if len(body) < step:
-                return _empty(3, [Drop("short", f"{len(pkt)} bytes, no complete sample")])
-            if len(body) % step:
-                return _empty(3, [Drop("long", f"{len(body)} sample bytes is not a multiple of {step}")])
-            vals = [int.from_bytes(body[i:i + width], "little", signed=True)
-                    for i in range(0, len(body), width)]
-            rows = np.array(vals, dtype=float).reshape(-1, 3)
-        n = len(rows)
+        rows = self._compressed(kind, body) if ftype & 0x80 else self._raw(kind, len(pkt), body)
+        if isinstance(rows, Drop):
+            return _empty(3, [rows])
+        return RawRows(rows, self._times(t_last, len(rows)))
+
+    def _compressed(self, kind: int, body: bytes) -> np.ndarray | Drop:
+        """Delta-compressed frame types 0 (times ``factor`` = g) and 1 (mG) -> rows in mG."""
+        if kind not in (0, 1):
+            return Drop("bad_frame", f"compressed frame type {kind} is not ACC")
+        try:
+            raw = _polar_deltas(body, channels=3, ref_bits=16)
+        except ValueError as err:
+            return Drop("bad_delta", str(err))
+        if kind == 0:
+            if self.factor is None:
+                return Drop("needs_factor", "compressed type 0 frames need "
+                            "[stream.options] factor (from the PMD settings)")
+            return raw * (self.factor * 1000.0)
+        return raw * self.factor if self.factor not in (None, 1.0) else raw
+
+    @staticmethod
+    def _raw(kind: int, frame_len: int, body: bytes) -> np.ndarray | Drop:
+        """Raw frame types 0/1/2: x, y, z as signed 1/2/3-byte little-endian mG."""
+        if kind not in (0, 1, 2):
+            return Drop("bad_frame", f"frame type {kind} is not a raw ACC frame")
+        width = kind + 1
+        step = 3 * width
+        if len(body) < step:
+            return Drop("short", f"{frame_len} bytes, no complete sample")
+        if len(body) % step:
+            return Drop("long", f"{len(body)} sample bytes is not a multiple of {step}")
+        vals = [int.from_bytes(body[i:i + width], "little", signed=True) for i in range(0, len(body), width)]
+        return np.array(vals, dtype=float).reshape(-1, 3)
+
+    def _times(self, t_last: float, n: int) -> np.ndarray:
+        """Sensor times of ``n`` samples ending at ``t_last``, spread over the time since the last frame."""
         dt = 1.0 / self.rate_hz
         if self._prev_t is not None:
             span = t_last - self._prev_t
             if 0 < span <= 2.0 * n / self.rate_hz:
                 dt = span / n
-        t = t_last - dt * np.arange(n - 1, -1, -1, dtype=float)
         self._prev_t = t_last
-        return RawRows(rows, t)
+        return t_last - dt * np.arange(n - 1, -1, -1, dtype=float)
 
 
 def _polar_deltas(body: bytes, channels: int, ref_bits: int) -> np.ndarray:

@@ -150,22 +150,32 @@ class Stream:
     def validate(self) -> None:
         if self.passive == bool(self.notify_uuid):
             raise SettingsError("notify_uuid: give a notify_uuid, or passive = true (never both)")
-        if self.decoder == "struct":
-            if not self.format:
-                raise SettingsError('format: the struct decoder needs a format such as "<hhh"')
-            try:
-                size = struct.calcsize(self.format)
-            except struct.error as err:
-                raise SettingsError(f'format = "{self.format}": not a struct format ({err})') from None
-            if size == 0:
-                raise SettingsError(f'format = "{self.format}": describes no bytes')
-            if self.format[:1] not in "<>!":
-                raise SettingsError(f'format = "{self.format}": start with < or > to fix the byte order')
-            values = struct.unpack(self.format, bytes(size))
-            if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-                raise SettingsError(f'format = "{self.format}": only number fields (b B h H i I q Q e f d)')
-        elif self.format:
-            raise SettingsError(f'format: the {self.decoder} decoder has a fixed layout; remove format')
+        self._validate_format()
+        self._validate_options()
+        self._validate_framing()
+        self._validate_columns()
+
+    def _validate_format(self) -> None:
+        """A struct decoder needs a fixed-order format of numbers; named decoders take none."""
+        if self.decoder != "struct":
+            if self.format:
+                raise SettingsError(f'format: the {self.decoder} decoder has a fixed layout; remove format')
+            return
+        if not self.format:
+            raise SettingsError('format: the struct decoder needs a format such as "<hhh"')
+        try:
+            size = struct.calcsize(self.format)
+        except struct.error as err:
+            raise SettingsError(f'format = "{self.format}": not a struct format ({err})') from None
+        if size == 0:
+            raise SettingsError(f'format = "{self.format}": describes no bytes')
+        if self.format[:1] not in "<>!":
+            raise SettingsError(f'format = "{self.format}": start with < or > to fix the byte order')
+        values = struct.unpack(self.format, bytes(size))
+        if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise SettingsError(f'format = "{self.format}": only number fields (b B h H i I q Q e f d)')
+
+    def _validate_options(self) -> None:
         allowed = DECODER_OPTIONS.get(self.decoder, set())
         for key, value in self.options.items():
             if key not in allowed:
@@ -174,20 +184,26 @@ class Stream:
                                     f"(known: {known})")
             if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
                 raise SettingsError(f"options.{key} = {value!r}: must be a non-zero number")
+
+    def _validate_framing(self) -> None:
+        """Byte-stream framing: both sync and frame_len, and frames that hold whole samples."""
         if self.sync and self.decoder != "struct":
             raise SettingsError(f"sync: the {self.decoder} decoder does its own framing; remove sync")
         if bool(self.sync) != bool(self.frame_len):
             raise SettingsError("sync: byte-stream framing needs both sync and frame_len")
-        if self.sync and self.frame_len < len(parse_hex(self.sync)) + 1:
+        if not self.sync:
+            return
+        if self.frame_len < len(parse_hex(self.sync)) + 1:
             raise SettingsError(f"frame_len = {self.frame_len}: must be longer than the sync word")
-        if self.sync and self.decoder == "struct":
-            skip = len(self.header_bytes) if self.skip < 0 else self.skip
-            payload = self.frame_len - skip
-            size = struct.calcsize(self.format)
-            fits = payload == self.samples * size if self.samples else payload > 0 and payload % size == 0
-            if not fits:
-                raise SettingsError(f"frame_len = {self.frame_len}: a frame must hold {skip} header bytes "
-                                    f"and whole {size}-byte samples ({self.samples or 'any number'})")
+        skip = len(self.header_bytes) if self.skip < 0 else self.skip
+        payload = self.frame_len - skip
+        size = struct.calcsize(self.format)
+        fits = payload == self.samples * size if self.samples else payload > 0 and payload % size == 0
+        if not fits:
+            raise SettingsError(f"frame_len = {self.frame_len}: a frame must hold {skip} header bytes "
+                                f"and whole {size}-byte samples ({self.samples or 'any number'})")
+
+    def _validate_columns(self) -> None:
         ncol = self.columns
         for key, cols, scale in (("acc", self.acc, self.acc_scale), ("gyro", self.gyro, self.gyro_scale)):
             if key == "acc" and len(cols) != 3:
@@ -196,9 +212,8 @@ class Stream:
                 raise SettingsError(f"{key} = {cols}: needs 3 column numbers (x, y, z) or []")
             if len(scale) != len(cols):
                 raise SettingsError(f"{key}_scale = {scale}: needs {len(cols)} numbers (one per column)")
-            for c in cols:
-                if not 0 <= c < ncol:
-                    raise SettingsError(f"{key} = {cols}: columns must be 0..{ncol - 1}")
+            if any(not 0 <= c < ncol for c in cols):
+                raise SettingsError(f"{key} = {cols}: columns must be 0..{ncol - 1}")
             if any(s == 0 for s in scale):
                 raise SettingsError(f"{key}_scale = {scale}: a scale of 0 loses the axis")
 

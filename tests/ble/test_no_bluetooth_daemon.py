@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import slouchd.sensors.ble as ble_mod
+import slouchd.sensors.ble.session as ble_session
 from slouchd.config import parse_config
 from slouchd.daemon import Daemon
 from tests._broker import MosquittoBroker
@@ -46,7 +47,7 @@ async def test_no_system_dbus_is_not_a_wedge_and_the_simulated_wearer_keeps_stre
         tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no_system_bus_socket'}")
-    monkeypatch.setattr(ble_mod, "SystemClock", FastClock)
+    monkeypatch.setattr(ble_session, "SYSTEM_CLOCK", FastClock())
     caplog.set_level(logging.INFO)
     config = parse_config({
         "daemon": {"state_dir": str(tmp_path / "state")},

@@ -1,0 +1,109 @@
+"""One BLE connection and its life: :class:`LinkState`, :class:`Link`, the per-adapter lock.
+
+A link goes ``CONNECTING -> STREAMING``; the sensor (or BlueZ) dropping it makes it ``LOST``;
+teardown makes it ``CLOSED`` exactly once, from any state. Callbacks of a ``CLOSED`` link are
+ignored, so a notification handler left behind by a hanging disconnect never delivers samples
+twice. See docs/sensors.md ("Staying connected for days").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Notifications buffered between the callback and the consumer before dropping ("overflow").
+QUEUE_MAX = 2000
+
+#: Put in a link's queue to wake its consumer: the link is lost or closed.
+LOST = object()
+
+
+class LinkState(enum.Enum):
+    """Where one connection is in its life."""
+
+    #: The client exists; connecting, enabling notifications or running the start-up steps.
+    CONNECTING = "connecting"
+    #: Set up: notifications flow to the consumer.
+    STREAMING = "streaming"
+    #: The sensor or BlueZ dropped the link; its teardown is still to come.
+    LOST = "lost"
+    #: Torn down: every callback of this link is ignored from now on.
+    CLOSED = "closed"
+
+
+@dataclass(eq=False)
+class Link:
+    """One connection: its client, state, queue of ``(arrival, bytes)`` and what to undo at teardown.
+
+    Attributes:
+        number: counts the links of one source (1, 2, ...), for log lines.
+        client: the ``BleakClient`` (None until it is made).
+        state: see :class:`LinkState`.
+        delivered: samples delivered from this link.
+        queue: notifications as ``(monotonic arrival s, bytes)``, or :data:`LOST`.
+        subscribed: characteristics notifying, to stop at teardown (in reverse).
+        control: answers of subscribed control characteristics (``wait_notify`` reads them).
+        tasks: background tasks of this link (battery poll, buzz stop), cancelled at teardown.
+    """
+
+    number: int
+    client: Any = None
+    state: LinkState = LinkState.CONNECTING
+    delivered: int = 0
+    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    subscribed: list[str] = field(default_factory=list)
+    control: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        """Not torn down: its callbacks still count."""
+        return self.state is not LinkState.CLOSED
+
+    @property
+    def gone(self) -> bool:
+        """Lost or closed: steps still running on it fail for that reason."""
+        return self.state is LinkState.LOST or self.state is LinkState.CLOSED
+
+    def streaming(self) -> None:
+        """Set up completely (a link lost or closed meanwhile stays so)."""
+        if self.state is LinkState.CONNECTING:
+            self.state = LinkState.STREAMING
+
+    def lose(self) -> None:
+        """The sensor or BlueZ dropped the link (bleak's disconnected callback): wake the consumer."""
+        if self.state is LinkState.CONNECTING or self.state is LinkState.STREAMING:
+            self.state = LinkState.LOST
+            self.wake()
+
+    def close(self) -> bool:
+        """Mark the link torn down and stop its tasks; False if it was already (teardown runs once)."""
+        if self.state is LinkState.CLOSED:
+            return False
+        self.state = LinkState.CLOSED
+        self.wake()  # a consumer waiting on this link must not wait for the silence timeout
+        for task in self.tasks:
+            task.cancel()
+        return True
+
+    def wake(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(LOST)
+
+
+_ADAPTER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary())
+
+
+def adapter_lock(adapter: str) -> asyncio.Lock:
+    """The lock serialising scans and connection attempts on one adapter ("" = default adapter).
+
+    BlueZ handles one connection attempt per adapter badly at best (``InProgress``), and a scan
+    running during a connect slows it down; locks are per event loop (tests run many loops).
+    """
+    locks = _ADAPTER_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(adapter, asyncio.Lock())

@@ -1,0 +1,217 @@
+"""Streaming: notifications (or advertisements) -> decoded, stamped :class:`SampleBatch` es.
+
+Notification callbacks only enqueue ``(monotonic arrival, bytes)``; the consumer's task takes
+them from the link's queue and runs the per-packet path (:class:`PacketPath`: decode, count
+drops, drop samples while a buzz runs, stamp). A link that sends nothing for
+``silence_timeout_s`` (at least 5 samples' time) is a zombie: the stream ends and the
+supervisor reconnects. See docs/sensors.md ("Staying connected for days", "Time stamps").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from slouchd.model import SampleBatch
+from slouchd.sensors.ble.context import SourceContext
+from slouchd.sensors.ble.health import AdapterHealth
+from slouchd.sensors.ble.link import LOST, QUEUE_MAX, Link
+from slouchd.sensors.ble.scanning import SCANNER_TIMEOUT_S, Scanner, Sighting
+from slouchd.sensors.ble.stamping import SampleStamper
+from slouchd.sensors.ble.steps import NotifyCallback
+from slouchd.sensors.decoders import ProfileDecoder
+from slouchd.sensors.profiles import Profile
+from slouchd.timing import within
+
+#: Fewest samples' time without data that counts as silence (for slow sensors), samples.
+SILENCE_MIN_SAMPLES = 5.0
+
+
+class PacketPath:
+    """The per-packet path of one source: bytes -> :class:`SampleBatch`, or None.
+
+    Args:
+        ctx: the source's shared state (its profile picks the decoder and the nominal rate).
+    """
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.ctx = ctx
+        self.status = ctx.status
+        prof = ctx.profile
+        self.decoder: ProfileDecoder | None = ProfileDecoder(prof) if prof else None
+        self.stamper = SampleStamper(prof.rate_hz if prof else 1.0)
+        # Arrival times are monotonic (they never jump); samples are stamped in Unix time.
+        self.epoch_offset = ctx.clock.wall() - ctx.clock.monotonic()
+        #: Samples arriving before this monotonic time are dropped (a running motor shakes the IMU).
+        self.mute_until = float("-inf")
+
+    def use_profile(self, profile: Profile) -> None:
+        """Decode with ``profile`` from now on (matched by advertisement)."""
+        self.decoder = ProfileDecoder(profile)
+        self.stamper.rate_hz = profile.rate_hz
+
+    def start_link(self) -> None:
+        """A new link: forget partial frames and the sensor clock's offset."""
+        assert self.decoder is not None
+        self.decoder.reset()
+        self.stamper.new_link()
+
+    def mute(self, until: float) -> None:
+        """Drop samples arriving before monotonic time ``until`` (extends, never shortens)."""
+        self.mute_until = max(self.mute_until, until)
+
+    def decode(self, arrival: float, data: bytes) -> SampleBatch | None:
+        """The samples of one packet that arrived at monotonic time ``arrival``, or None."""
+        assert self.decoder is not None
+        status = self.status
+        status.packets += 1
+        s = self.decoder.feed(data)
+        for d in s.drops:
+            status.count_drop(d.reason)
+            self.ctx.note(f"drop:{d.reason}", f"dropped input ({d.reason}): {d.detail}")
+        n = len(s)
+        if n == 0:
+            return None
+        if arrival < self.mute_until:
+            status.count_drop("haptic")
+            return None
+        stamped = self.stamper.stamp(arrival + self.epoch_offset, n, s.t_sensor_s)
+        if stamped is None:  # sensor-clocked samples at or before the last delivered one
+            status.count_drop("duplicate")
+            return None
+        first = stamped.first
+        acc = s.acc_g[first:] if first else s.acc_g
+        gyro = s.gyro_dps
+        if gyro is not None and first:
+            gyro = gyro[first:]
+        status.samples += len(stamped.t_s)
+        return SampleBatch(stamped.t_s, acc, gyro)
+
+
+class Streamer:
+    """Streams batches from a connected link, or from a passive sensor's advertisements."""
+
+    def __init__(self, ctx: SourceContext, packets: PacketPath, health: AdapterHealth) -> None:
+        self.ctx = ctx
+        self.packets = packets
+        self.health = health
+        self.links = 0  # links and passive listens so far (numbers links in log lines)
+        self.streams = 0
+
+    def next_link_number(self) -> int:
+        self.links += 1
+        return self.links
+
+    def silence_s(self) -> float:
+        """No data for this long while streaming ends the stream, seconds."""
+        prof = self.ctx.profile
+        rate = prof.rate_hz if prof else 1.0
+        return max(self.ctx.settings.silence_timeout_s, SILENCE_MIN_SAMPLES / rate)
+
+    def _begin(self) -> None:
+        self.packets.start_link()
+        if self.streams:
+            self.ctx.status.reconnects += 1
+        self.streams += 1
+        self.ctx.status.connected = True
+
+    def on_notify(self, link: Link) -> NotifyCallback:
+        """The notification callback of ``link``: enqueue ``(arrival, bytes)``, nothing more."""
+        status, clock, queue = self.ctx.status, self.ctx.clock, link.queue
+
+        def on_notify(_char: Any, data: bytearray) -> None:
+            if not link.active:
+                return
+            try:
+                queue.put_nowait((clock.monotonic(), bytes(data)))
+            except asyncio.QueueFull:
+                status.count_drop("overflow")
+
+        return on_notify
+
+    async def stream(self, link: Link) -> AsyncIterator[SampleBatch]:
+        """Batches from a set-up link until it is lost, goes silent, or the source closes."""
+        ctx = self.ctx
+        self._begin()
+        ctx.log.info("%s: streaming (link %d)", ctx.who(), link.number)
+        while link.active and not ctx.closed:
+            try:
+                item = await within(ctx.clock, link.queue.get(), self.silence_s())
+            except TimeoutError:
+                ctx.status.last_error = f"no notification for {self.silence_s():g} s while connected"
+                ctx.log.warning("%s: %s; reconnecting", ctx.who(), ctx.status.last_error)
+                return
+            if item is LOST:
+                ctx.status.last_error = "disconnected"
+                ctx.log.info("%s: disconnected", ctx.who())
+                return
+            batch = self.packets.decode(*item)
+            if batch is not None:
+                link.delivered += len(batch)
+                self.health.working()
+                yield batch
+
+    async def listen(self, sighting: Sighting, scanner: Scanner) -> AsyncIterator[SampleBatch]:
+        """Advertisement-only sensors: keep a scanner running and decode manufacturer data."""
+        ctx = self.ctx
+        mid = sighting.profile.match.manufacturer_id
+        address = str(sighting.device.address).lower()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(QUEUE_MAX)
+        listening = True
+
+        def on_advertisement(device: Any, adv: Any) -> None:
+            if not listening or str(device.address).lower() != address:
+                return
+            data = (getattr(adv, "manufacturer_data", None) or {}).get(mid)
+            if data is None:
+                return
+            if adv.rssi is not None:
+                ctx.status.rssi_dbm = float(adv.rssi)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait((ctx.clock.monotonic(), bytes(data)))
+
+        try:
+            running = await scanner.start_listening(mid, on_advertisement)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            self.health.failed("scan", err)
+            return
+        self.next_link_number()
+        self._begin()
+        closed = asyncio.ensure_future(ctx.closed_event.wait())
+        try:
+            while not ctx.closed:
+                item = await self._next_advertisement(queue, closed)
+                if item is None:
+                    return
+                batch = self.packets.decode(*item)
+                if batch is not None:
+                    self.health.working()
+                    yield batch
+        finally:
+            listening = False
+            closed.cancel()
+            ctx.status.connected = False
+            await ctx.bounded(running.stop(), SCANNER_TIMEOUT_S, "scanner_stop", "stopping the scanner")
+
+    async def _next_advertisement(self, queue: asyncio.Queue[tuple[float, bytes]],
+                                  closed: asyncio.Future[Any]) -> tuple[float, bytes] | None:
+        """The next queued advertisement, or None when the sensor went silent or the source closed."""
+        ctx = self.ctx
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await within(ctx.clock, asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED),
+                         self.silence_s())
+        except TimeoutError:
+            getter.cancel()
+            ctx.status.last_error = f"no advertisement for {self.silence_s():g} s"
+            ctx.log.warning("%s: %s; restarting the scanner", ctx.who(), ctx.status.last_error)
+            return None
+        if not getter.done():  # closed
+            getter.cancel()
+            return None
+        return getter.result()
+
