@@ -66,8 +66,8 @@ class PacketSource:
     """A recording (looped) as notifications of ``size`` samples on the wall-clock timeline."""
 
     def __init__(self, path: str, size: int) -> None:
+        from slouchd.daemon.sources import replay_batches
         from slouchd.sensors.base import SensorStatus
-        from slouchd.sensors.factory import replay_batches
 
         blocks = list(replay_batches(path))  # a bench recording of minutes: held whole, once
         t = np.concatenate([b.t_s for b in blocks])
@@ -124,7 +124,7 @@ def main() -> int:
     size = int(sys.argv[1])
     import slouchd.daemon as daemon_mod
     from slouchd.cli import main as cli_main
-    from slouchd.sensors.factory import replay_path
+    from slouchd.daemon.sources import replay_path
 
     original = daemon_mod.open_source
 

@@ -187,8 +187,8 @@ def check_resources(config: Config, *, parse_recordings: bool = True,
         ConfigError: one line naming the config file, the key and what is wrong.
     """
     # Imported here: both import this module, and check-config is the only caller that needs them.
+    from slouchd.daemon.sources import check_profiles_dir, check_replay, plan_source
     from slouchd.publish.mqtt import read_password, tls_context
-    from slouchd.sensors.factory import check_profiles_dir, check_replay, plan_source
 
     found: list[str] = []
 

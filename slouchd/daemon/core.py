@@ -213,8 +213,9 @@ class Daemon:
                 await rt.run()
             except Exception as err:
                 if is_fatal(err):
-                    log.critical("Bluetooth adapter wedged (%s): exiting so systemd restarts us", err)
-                    self.request_stop(EXIT_ADAPTER)
+                    log.critical("wearer %s: Bluetooth adapter wedged (%s): exiting so systemd "
+                                 "restarts us", rt.name, err)
+                    self.request_stop(getattr(err, "exit_code", EXIT_ADAPTER))
                     return
                 log.error("wearer %s task ended unexpectedly (%r); restarting", rt.name, err)
 
