@@ -70,7 +70,7 @@ class OncePerKind:
         clock: monotonic clock, seconds (injectable for tests).
     """
 
-    def __init__(self, logger: logging.Logger, repeat_s: float = 60.0,
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], repeat_s: float = 60.0,
                  clock: Any = time.monotonic) -> None:
         self._log = logger
         self._repeat_s = repeat_s

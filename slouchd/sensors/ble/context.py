@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from slouchd.logs import OncePerKind
 from slouchd.sensors.base import SensorStatus
@@ -51,7 +51,7 @@ class SourceContext:
         # Bad input and failing clean-ups are said once per kind, later ones at debug: a sensor
         # that sends garbage for hours must not flood the journal. The adapter (not the bare
         # logger) keeps this sensor as the limiter's subject, as every other line of the source.
-        self._once = OncePerKind(cast(logging.Logger, self.log), float("inf"), self.clock.monotonic)
+        self._once = OncePerKind(self.log, float("inf"), self.clock.monotonic)
 
     def who(self) -> str:
         """The sensor as log lines name it: the target, else the profile's name."""
