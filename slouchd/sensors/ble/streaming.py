@@ -25,6 +25,8 @@ from slouchd.sensors.decoders import ProfileDecoder
 from slouchd.sensors.profiles import Profile
 from slouchd.timing import within
 
+#: Put in a link's queue by the silence watchdog: nothing arrived for ``silence_s``.
+SILENT = object()
 #: Fewest samples' time without data that counts as silence (for slow sensors), samples.
 SILENCE_MIN_SAMPLES = 5.0
 
@@ -132,26 +134,47 @@ class Streamer:
         return on_notify
 
     async def stream(self, link: Link) -> AsyncIterator[SampleBatch]:
-        """Batches from a set-up link until it is lost, goes silent, or the source closes."""
+        """Batches from a set-up link until it is lost, goes silent, or the source closes.
+
+        The silence watchdog is one task per link that wakes about twice per ``silence_s``, not a
+        timeout around every ``queue.get()``: at 50-100 notifications/s a per-get timeout (two
+        tasks and a timer each) was most of the per-packet cost (bench/ble_packets.py).
+        """
         ctx = self.ctx
         self._begin()
         ctx.log.info("%s: streaming (link %d)", ctx.who(), link.number)
-        while link.active and not ctx.closed:
-            try:
-                item = await within(ctx.clock, link.queue.get(), self.silence_s())
-            except TimeoutError:
-                ctx.status.last_error = f"no notification for {self.silence_s():g} s while connected"
-                ctx.log.warning("%s: %s; reconnecting", ctx.who(), ctx.status.last_error)
+        seen = [ctx.clock.monotonic()]  # when the consumer last took an item, monotonic s
+        watchdog = asyncio.ensure_future(self._watch_silence(link, seen))
+        try:
+            while link.active and not ctx.closed:
+                item = await link.queue.get()
+                seen[0] = ctx.clock.monotonic()
+                if item is SILENT:
+                    ctx.status.last_error = f"no notification for {self.silence_s():g} s while connected"
+                    ctx.log.warning("%s: %s; reconnecting", ctx.who(), ctx.status.last_error)
+                    return
+                if item is LOST:
+                    ctx.status.last_error = "disconnected"
+                    ctx.log.info("%s: disconnected", ctx.who())
+                    return
+                batch = self.packets.decode(*item)
+                if batch is not None:
+                    link.delivered += len(batch)
+                    self.health.working()
+                    yield batch
+        finally:
+            watchdog.cancel()
+
+    async def _watch_silence(self, link: Link, seen: list[float]) -> None:
+        """Queue :data:`SILENT` once the consumer has taken nothing for ``silence_s``."""
+        clock, queue = self.ctx.clock, link.queue
+        while True:
+            silence_s = self.silence_s()
+            idle_s = clock.monotonic() - seen[0]
+            if idle_s >= silence_s and queue.empty():
+                queue.put_nowait(SILENT)
                 return
-            if item is LOST:
-                ctx.status.last_error = "disconnected"
-                ctx.log.info("%s: disconnected", ctx.who())
-                return
-            batch = self.packets.decode(*item)
-            if batch is not None:
-                link.delivered += len(batch)
-                self.health.working()
-                yield batch
+            await clock.sleep(max(silence_s - idle_s, 0.0) + 1e-3)
 
     async def listen(self, sighting: Sighting, scanner: Scanner) -> AsyncIterator[SampleBatch]:
         """Advertisement-only sensors: keep a scanner running and decode manufacturer data."""
