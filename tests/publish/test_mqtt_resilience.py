@@ -236,7 +236,7 @@ async def test_password_login_and_the_password_never_appears_in_logs(
             good.publish_event("alice", {"t": 1.0, "event": "slouch_alert"})
             await asyncio.sleep(0.2)
             assert good.published == 1
-            settings_text = repr(good._settings)
+            settings_text = repr(good.settings)
     finally:
         broker.stop()
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
@@ -283,13 +283,13 @@ async def test_a_full_queue_drops_other_events_before_alerts() -> None:
         kind = "slouch_alert" if i % 6 == 0 else "slouch_end"  # 5 alerts among 30
         pub.publish_event("alice", {"t": float(i), "event": kind})
     assert pub.queue_depth == 10 and pub.dropped == 20
-    kept = [json.loads(item[2]) for item in pub._events]
+    kept = [json.loads(item.payload) for item in pub._events]
     assert [e["t"] for e in kept if e["event"] == "slouch_alert"] == [0.0, 6.0, 12.0, 18.0, 24.0]
     assert [e["seq"] for e in kept] == sorted(e["seq"] for e in kept)  # still in order
     for i in range(20):  # only alerts now: the oldest alerts go
         pub.publish_event("alice", {"t": 100.0 + i, "event": "slouch_alert"})
     assert pub.queue_depth == 10
-    assert [json.loads(item[2])["t"] for item in pub._events] == [110.0 + i for i in range(10)]
+    assert [json.loads(item.payload)["t"] for item in pub._events] == [110.0 + i for i in range(10)]
 
 
 async def test_broker_killed_hard_publisher_recovers_and_re_announces(

@@ -97,6 +97,7 @@ async def test_events_arrive_at_qos1_in_order_not_retained(mosquitto: MosquittoB
             kind = "slouch_alert" if i % 2 else "slouch_end"
             pub.publish_event("alice", {"t": float(i), "event": kind, "level": 1})
         await rec.wait_for(lambda: len(rec.messages) >= 200)
+        await asyncio.wait_for(pub.flushed(), 5)  # our PUBACKs may trail the subscriber's copies
         assert pub.queue_depth == 0 and pub.published == 200
     events = [m.json() for m in rec.messages]
     assert [e["seq"] for e in events] == list(range(1, 201))
