@@ -233,6 +233,11 @@ class MqttPublisher:
         return self._core.events
 
     @property
+    def attempts(self) -> int:
+        """Connection attempts made so far (failed or not)."""
+        return self._connection.attempts
+
+    @property
     def queue_depth(self) -> int:
         """Events waiting for the broker's acknowledgement."""
         return len(self._core.events)

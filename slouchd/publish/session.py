@@ -85,6 +85,7 @@ class Connection:
             # host "" is the embedded broker (amqtt), which only speaks 3.1.1: skip the probe.
             self._protocols = [aiomqtt.ProtocolVersion.V311]
         self.stop = asyncio.Event()
+        self.attempts = 0  # connection attempts made, failed or not
         self._connects = 0
 
     async def run(self) -> None:
@@ -113,6 +114,7 @@ class Connection:
         core = self._core
         in_session = False
         client: HardenedClient | None = None
+        self.attempts += 1
         try:
             client = self._make_client(protocol)
             async with client:

@@ -1,4 +1,11 @@
-"""Test helpers: a recording MQTT subscriber, a daemon-like command applier, a publisher factory."""
+"""Test helpers: THE recording MQTT subscriber of the test tree, a daemon-like command applier,
+a publisher factory, and waits on the publisher's seams (``flushed()``, ``wait_connected()``).
+
+Tests wait on events, never on a fixed sleep standing for an internal condition: ``settled(pub,
+rec)`` returns once the publisher handed everything queued to the broker and the recorder has
+received whatever the broker forwarded before (a round trip of its own, :meth:`Recorder.sync`).
+Fixtures (``recorder``) are in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,9 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 
@@ -23,6 +30,8 @@ from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from slouchd.schema import SettingsError
 from tests._broker import MosquittoBroker
+
+T = TypeVar("T")
 
 
 def uniq(prefix: str = "t") -> str:
@@ -58,6 +67,9 @@ class Recorder:
         self.messages: list[Rec] = []
         self.connects = 0
         self._subscribed = asyncio.Event()
+        self._sync_topic = f"_sync/{uniq('rec')}"
+        self._synced: set[str] = set()
+        self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Recorder:
@@ -79,15 +91,28 @@ class Recorder:
                     clean_session=self.persistent_id is None, tls_context=self.tls,
                     protocol=aiomqtt.ProtocolVersion.V311,
                 ) as client:
-                    for t in self.topics:
+                    for t in (*self.topics, self._sync_topic):
                         await client.subscribe(t, qos=1)
                     self.connects += 1
+                    self._client = client
                     self._subscribed.set()
                     async for m in client.messages:
                         payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                        if str(m.topic) == self._sync_topic:
+                            self._synced.add(payload.decode())
+                            continue
                         self.messages.append(Rec(str(m.topic), payload, bool(m.retain), m.qos))
             except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
+                self._client = None
+                await asyncio.sleep(0.05)  # reconnect pace of this test client, not a wait on slouchd
+
+    async def sync(self, timeout: float = 5.0) -> None:
+        """Return once every message the broker forwarded to us before this call has arrived:
+        a marker of our own on our connection comes back after them (the broker keeps order)."""
+        marker = uniq("m")
+        assert self._client is not None, "recorder not connected"
+        await self._client.publish(self._sync_topic, marker.encode(), qos=1)
+        await self.wait_for(lambda: marker in self._synced, timeout)
 
     def on(self, topic: str) -> list[Rec]:
         return [m for m in self.messages if m.topic == topic]
@@ -101,18 +126,53 @@ class Recorder:
             await asyncio.sleep(0.01)
 
 
-async def retained(broker: MosquittoBroker, topic_filter: str, settle_s: float = 0.3,
+async def retained(broker: MosquittoBroker, topic_filter: str, timeout: float = 5.0,
                    tls: ssl.SSLContext | None = None) -> dict[str, bytes]:
-    """What a brand-new subscriber gets as retained messages under ``topic_filter``."""
+    """What a brand-new subscriber gets as retained messages under ``topic_filter``.
+
+    The broker sends them right after the SUBACK; a marker we publish afterwards comes back
+    after all of them, so no settle time is guessed."""
     out: dict[str, bytes] = {}
+    marker = f"_sync/{uniq('ret')}"
     async with aiomqtt.Client(broker.host, broker.port, tls_context=tls) as client:
         await client.subscribe(topic_filter, qos=1)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(settle_s):
-                async for m in client.messages:
-                    if m.retain:
-                        out[str(m.topic)] = bytes(m.payload)  # type: ignore[arg-type]
+        await client.subscribe(marker, qos=1)
+        await client.publish(marker, b"end", qos=1)
+        async with asyncio.timeout(timeout):
+            async for m in client.messages:
+                if str(m.topic) == marker:
+                    break
+                if m.retain:
+                    out[str(m.topic)] = bytes(m.payload)  # type: ignore[arg-type]
     return out
+
+
+async def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``pred`` (a condition outside the publisher, e.g. a broker's state) until true."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def eventually(get: Callable[[], Awaitable[T]], pred: Callable[[T], Any], timeout: float = 5.0) -> T:
+    """Fetch ``get()`` until ``pred`` holds for it (e.g. the broker's retained topics)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await get()
+        if pred(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout} s: {value!r:.300}")
+        await asyncio.sleep(0.02)
+
+
+async def settled(pub: MqttPublisher, rec: Recorder | None = None, timeout: float = 5.0) -> None:
+    """Everything ``pub`` queued is at the broker (acknowledged), and, with ``rec``, at ``rec``."""
+    await asyncio.wait_for(pub.flushed(), timeout)
+    if rec is not None:
+        await rec.sync(timeout)
 
 
 async def publish(broker: MosquittoBroker, topic: str, payload: bytes, retain: bool = False,
@@ -154,8 +214,8 @@ def make_publisher(broker: MosquittoBroker, wearers: list[WearerInfo], on_comman
 @contextlib.asynccontextmanager
 async def connected(publisher: MqttPublisher, timeout: float = 10.0) -> AsyncIterator[MqttPublisher]:
     async with publisher:
-        deadline = time.monotonic() + timeout
-        while not publisher.connected:
-            assert time.monotonic() < deadline, "publisher did not connect"
-            await asyncio.sleep(0.01)
+        try:
+            await asyncio.wait_for(publisher.wait_connected(), timeout)
+        except TimeoutError:
+            raise AssertionError("publisher did not connect") from None
         yield publisher
