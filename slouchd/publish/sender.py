@@ -18,7 +18,6 @@ publishes and learns of each one's outcome in a done callback:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import math
 from collections.abc import Callable, Coroutine
@@ -31,7 +30,6 @@ from paho.mqtt.properties import Properties
 from slouchd.publish.core import PublishCore
 from slouchd.publish.payloads import to_json
 from slouchd.publish.records import QueuedEvent, WearerRecord
-from slouchd.timing import within
 
 PUBLISH_IN_FLIGHT = 64
 """Most publishes started and not yet confirmed at once (states, events, retained together)."""
@@ -47,6 +45,9 @@ class Sender:
         self._client = client
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._starved = False  # a pass found the window full: a completion must wake us
+        self._timer: asyncio.Task[None] | None = None  # wakes us when the next state falls due
+        self._timer_due = math.inf
 
     async def run(self) -> None:
         """Send until a publish fails (raised: the session ends) or the task is cancelled."""
@@ -56,35 +57,46 @@ class Sender:
                 core.wake.clear()
                 if self._failure is not None:
                     raise self._failure
-                next_due = self._send_what_fits()
+                self._arm(self._send_what_fits())
                 core.notify()
-                if not core.wake.is_set():
-                    await self._wait(next_due)
+                await core.wake.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
 
     def _send_what_fits(self) -> float:
         """Start what the window allows, retained first, then events, then states; returns
         when the next rate-limited state falls due (monotonic seconds, inf if none)."""
         core = self._core
+        self._starved = False
         self._start_retained()
         if core.retained:
-            return math.inf  # the window is full: a completion wakes us
+            self._starved = True  # the window is full: a completion wakes us
+            return math.inf
         self._start_events()
         if core.closing:
             return math.inf
         return self._start_states()
 
-    async def _wait(self, next_due: float) -> None:
-        core = self._core
-        if math.isinf(next_due):
-            await core.wake.wait()
+    def _arm(self, due: float) -> None:
+        """Have the wake event set at monotonic time ``due`` (one timer, re-armed only when
+        something falls due earlier than it is set for: no timer per wait)."""
+        timer = self._timer
+        if timer is not None and not timer.done() and self._timer_due <= due:
             return
-        timeout = next_due - core.clock.monotonic()
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await within(core.clock, core.wake.wait(), timeout)
+        if math.isinf(due):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer_due = due
+        self._timer = asyncio.create_task(self._ring(due - self._core.clock.monotonic()))
+
+    async def _ring(self, delay_s: float) -> None:
+        await self._core.clock.sleep(max(0.0, delay_s))
+        self._timer_due = math.inf
+        self._core.wake.set()
 
     def _free(self) -> int:
         return PUBLISH_IN_FLIGHT - len(self._tasks)
@@ -102,7 +114,8 @@ class Sender:
         if not ok and not task.cancelled() and self._failure is None:
             self._failure = task.exception()
         done(ok)
-        self._core.wake.set()
+        if self._starved or not ok:
+            self._core.wake.set()
         self._core.notify()
 
     # ------------------------------------------------------------------ the three kinds
@@ -124,6 +137,7 @@ class Sender:
         batch: list[QueuedEvent] = []
         for item in core.events:
             if len(batch) >= free:
+                self._starved = True
                 break
             if not item.sending:
                 batch.append(item)
@@ -165,6 +179,8 @@ class Sender:
                 next_due = min(next_due, due)
             elif self._free() > 0:
                 self._start_state(record, now)
+            else:
+                self._starved = True
         return next_due
 
     def _start_state(self, record: WearerRecord, now: float) -> None:

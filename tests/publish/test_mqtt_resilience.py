@@ -22,6 +22,7 @@ from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from slouchd.schema import SettingsError
 from tests._broker import MosquittoBroker, free_port
+from tests.fake_clock import FakeClock
 from tests.publish._mqtt import (
     Applier,
     Recorder,
@@ -436,20 +437,28 @@ async def test_a_command_flood_is_answered_quickly_and_the_session_lives(mosquit
 
 async def test_reconnects_within_seconds_of_the_broker_returning_after_a_long_outage(
         tmp_path: Path) -> None:
+    """On virtual time: the backoff grows to 4-8 s, yet the port probe reconnects within ~1 s."""
     broker = MosquittoBroker(tmp_path / "broker")
     broker.start()
-    pub = _publisher(broker, uniq("r"))  # real backoff: 1 s doubling to 60 s
+    clock = FakeClock()
+    ticking = asyncio.create_task(clock.run())
+    pub = MqttPublisher(MqttSettings(host=broker.host, port=broker.port, base_topic=uniq("r"),
+                                     reconnect_max_s=60.0),  # real backoff: 1 s doubling to 60 s
+                        HomeAssistantSettings(discovery=False), [ALICE], Applier(),
+                        rng=random.Random(3), clock=clock)
     try:
         async with connected(pub):
             await asyncio.to_thread(broker.stop)
-            await asyncio.sleep(9.0)  # failed attempts: backoff now 4-8 s, then 8-16 s
-            back = time.monotonic()
+            await wait_until(lambda: pub.attempts >= 5, 20, "4 failed attempts")  # next wait 4-8 s
+            outage_s = clock.monotonic()
             await asyncio.to_thread(broker.start)
-            while not pub.connected:
-                await asyncio.sleep(0.02)
-            reconnect_s = time.monotonic() - back
-            print(f"\nreconnected {reconnect_s:.2f} s after the broker returned (9 s outage)")
-            assert reconnect_s <= 3.0
+            back = clock.monotonic()
+            await asyncio.wait_for(pub.wait_connected(), 20)
+            reconnect_s = clock.monotonic() - back
+            print(f"\nreconnected {reconnect_s:.2f} s (virtual) after the broker returned "
+                  f"({back - outage_s:.1f} s into the wait)")
+            assert reconnect_s <= 1.5  # one probe period, not the 4-16 s backoff step
             assert pub.counters()["mqtt_reconnects"] == 1
     finally:
+        ticking.cancel()
         broker.stop()
