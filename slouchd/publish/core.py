@@ -2,7 +2,7 @@
 
 The daemon-facing :class:`~slouchd.publish.mqtt.MqttPublisher`, the connection loop, the sender
 and the listener all work on one :class:`PublishCore`. It holds no connection: it is the
-in-memory outbox (see docs/mqtt.md, "Delivery"):
+in-memory outbox (see docs/mqtt.md, "Delivery: QoS, retain and queueing"):
 
 * retained topics (bridge state, discovery, availability, stats) keep the newest payload per topic;
 * events are a bounded FIFO removed only once the broker acknowledged them (at least once);
@@ -21,7 +21,7 @@ import aiomqtt
 from slouchd.logs import OncePerKind
 from slouchd.model import EventKind
 from slouchd.publish import homeassistant as ha_discovery
-from slouchd.publish.outbox import Outbox
+from slouchd.publish.outbox import Outbox, OutboxEntry
 from slouchd.publish.payloads import to_json
 from slouchd.publish.records import Counters, QueuedEvent, WearerRecord
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
@@ -144,6 +144,38 @@ class PublishCore:
                 self.events.remove(item)
                 self.counts.dropped += 1
                 return
+
+    def restore(self, outbox: Outbox) -> None:
+        """Queue the events an earlier run left unacknowledged in ``outbox``."""
+        counts = self.counts
+        try:
+            restored = outbox.load()
+        except OSError as err:
+            counts.outbox_errors += 1
+            log.error("cannot read the MQTT outbox %s: %s; events from before are lost", outbox.path, err)
+            restored = []
+        if outbox.rewrite_error is not None:
+            counts.outbox_errors += 1
+            log.error("cannot rewrite the MQTT outbox %s: %s", outbox.path, outbox.rewrite_error)
+        for e in restored:
+            self.events.append(QueuedEvent(e.wearer, e.kind, e.payload, e.key))
+        counts.outbox_restored = len(restored)
+        if restored:
+            log.info("%d unacknowledged event(s) from the last run queued again (outbox %s)",
+                     len(restored), outbox.path)
+
+    def journal(self, key: str, wearer: str, kind: str, payload: bytes) -> str:
+        """Write an alert or reminder to the on-disk outbox; returns ``key`` ("" without one)."""
+        if self.outbox is None:
+            return ""
+        try:
+            for gone in self.outbox.add(OutboxEntry(key, wearer, kind, payload)):
+                self.forget(gone.key)
+        except OSError as err:
+            self.counts.outbox_errors += 1
+            self.problems.warn("outbox", "cannot write the MQTT outbox %s: %s (events are kept "
+                               "in memory only)", self.outbox.path, err)
+        return key
 
     def ack_outbox(self, key: str) -> None:
         if not key or self.outbox is None:

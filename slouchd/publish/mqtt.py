@@ -33,13 +33,13 @@ import aiomqtt
 from slouchd import __version__
 from slouchd.model import EventKind
 from slouchd.publish import handover
-from slouchd.publish.core import KEEP_EVENTS, LOG_REPEAT_S, PublishCore, log
+from slouchd.publish.core import KEEP_EVENTS, LOG_REPEAT_S, PublishCore
 from slouchd.publish.credentials import read_password, tls_context
 from slouchd.publish.internals import INCOMING_MAX_BYTES, INCOMING_MAX_MESSAGES
 from slouchd.publish.listener import OTHER_PAYLOAD_MAX_BYTES, REPLIES_IN_FLIGHT, CommandHandler, Listener
-from slouchd.publish.outbox import Outbox, OutboxEntry
+from slouchd.publish.outbox import Outbox
 from slouchd.publish.payloads import to_json
-from slouchd.publish.records import STATE_MIN_GAP_S, Counters, QueuedEvent, WearerRecord
+from slouchd.publish.records import STATE_MIN_GAP_S, CounterField, Counters, QueuedEvent, WearerRecord
 from slouchd.publish.sender import PUBLISH_IN_FLIGHT
 from slouchd.publish.session import PROBE_EVERY_S, Connection
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
@@ -53,19 +53,6 @@ __all__ = [
     "STATE_MIN_GAP_S", "CommandHandler", "MqttPublisher", "WearerInfo", "read_password",
     "tls_context", "to_json",
 ]
-
-
-class _Count:
-    """A counter attribute of the publisher, kept in its :class:`Counters`."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    def __get__(self, obj: MqttPublisher | None, owner: type) -> Any:
-        return getattr(obj._core.counts, self._name) if obj is not None else self
-
-    def __set__(self, obj: MqttPublisher, value: int) -> None:
-        setattr(obj._core.counts, self._name, value)
 
 
 class MqttPublisher:
@@ -109,18 +96,18 @@ class MqttPublisher:
         outbox_errors: failed writes of the outbox journal (the event stays queued in memory).
     """
 
-    published = _Count()
-    dropped = _Count()
-    reconnects = _Count()
-    refused = _Count()
-    resent = _Count()
-    state_published = _Count()
-    commands = _Count()
-    payloads_dropped = _Count()
-    alerts = _Count()
-    reminders = _Count()
-    outbox_restored = _Count()
-    outbox_errors = _Count()
+    published = CounterField()
+    dropped = CounterField()
+    reconnects = CounterField()
+    refused = CounterField()
+    resent = CounterField()
+    state_published = CounterField()
+    commands = CounterField()
+    payloads_dropped = CounterField()
+    alerts = CounterField()
+    reminders = CounterField()
+    outbox_restored = CounterField()
+    outbox_errors = CounterField()
 
     def __init__(
         self,
@@ -154,44 +141,12 @@ class MqttPublisher:
         # consumers drop repeats by (boot, seq). Unix time of start, milliseconds.
         self.boot = int(clock.wall() * 1000)
         if outbox is not None and not outbox.loaded:
-            self._restore(outbox)
-
-    def _restore(self, outbox: Outbox) -> None:
-        """Queue the events an earlier run left unacknowledged in ``outbox``."""
-        counts = self._core.counts
-        try:
-            restored = outbox.load()
-        except OSError as err:
-            counts.outbox_errors += 1
-            log.error("cannot read the MQTT outbox %s: %s; events from before are lost", outbox.path, err)
-            restored = []
-        if outbox.rewrite_error is not None:
-            counts.outbox_errors += 1
-            log.error("cannot rewrite the MQTT outbox %s: %s", outbox.path, outbox.rewrite_error)
-        for e in restored:
-            self._core.events.append(QueuedEvent(e.wearer, e.kind, e.payload, e.key))
-        counts.outbox_restored = len(restored)
-        if restored:
-            log.info("%d unacknowledged event(s) from the last run queued again (outbox %s)",
-                     len(restored), outbox.path)
+            core.restore(outbox)
 
     def counters(self) -> dict[str, int]:
         """Delivery and input counters for the health line and the diagnostics entities."""
-        c = self._core.counts
-        return {
-            "mqtt_alerts": c.alerts,
-            "mqtt_reminders": c.reminders,
-            "mqtt_published": c.published,
-            "mqtt_dropped": c.dropped,
-            "mqtt_resent": c.resent,
-            "mqtt_reconnects": c.reconnects,
-            "mqtt_commands": c.commands,
-            "mqtt_commands_refused": c.refused,
-            "mqtt_payloads_dropped": c.payloads_dropped,
-            "mqtt_outbox": 0 if self._core.outbox is None else len(self._core.outbox),
-            "mqtt_outbox_restored": c.outbox_restored,
-            "mqtt_outbox_errors": c.outbox_errors,
-        }
+        outbox = self._core.outbox
+        return self._core.counts.as_dict(0 if outbox is None else len(outbox))
 
     # ----------------------------------------------------------------- state for tests and tools
 
@@ -300,26 +255,13 @@ class MqttPublisher:
             core.counts.alerts += 1
         elif kind == EventKind.BREAK_REMINDER.value:
             core.counts.reminders += 1
-        key = self._journal(wearer, kind, payload, seq) if kind in KEEP_EVENTS else ""
+        key = ""
+        if kind in KEEP_EVENTS:
+            key = core.journal(f"{wearer}/{self.boot}/{seq}", wearer, kind, payload)
         core.events.append(QueuedEvent(wearer, kind, payload, key))
         if len(core.events) > core.settings.queue_max:
             core.drop_one_event()
         core.wake.set()
-
-    def _journal(self, wearer: str, kind: str, payload: bytes, seq: int) -> str:
-        """Write an alert or reminder to the on-disk outbox; returns its key ("" without one)."""
-        core = self._core
-        if core.outbox is None:
-            return ""
-        key = f"{wearer}/{self.boot}/{seq}"
-        try:
-            for gone in core.outbox.add(OutboxEntry(key, wearer, kind, payload)):
-                core.forget(gone.key)
-        except OSError as err:
-            core.counts.outbox_errors += 1
-            core.problems.warn("outbox", "cannot write the MQTT outbox %s: %s (events are kept "
-                               "in memory only)", core.outbox.path, err)
-        return key
 
     def publish_stats(self, wearer: str, stats: dict[str, Any]) -> None:
         """Publish daily totals (``<base>/<wearer>/stats``, retained; newest value wins).

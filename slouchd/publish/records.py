@@ -130,3 +130,34 @@ class Counters:
         for f in dataclasses.fields(self):
             if f.type == "int" or f.type is int:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self, outbox_len: int) -> dict[str, int]:
+        """The counters as the health line and the diagnostics entities name them."""
+        return {
+            "mqtt_alerts": self.alerts,
+            "mqtt_reminders": self.reminders,
+            "mqtt_published": self.published,
+            "mqtt_dropped": self.dropped,
+            "mqtt_resent": self.resent,
+            "mqtt_reconnects": self.reconnects,
+            "mqtt_commands": self.commands,
+            "mqtt_commands_refused": self.refused,
+            "mqtt_payloads_dropped": self.payloads_dropped,
+            "mqtt_outbox": outbox_len,
+            "mqtt_outbox_restored": self.outbox_restored,
+            "mqtt_outbox_errors": self.outbox_errors,
+        }
+
+
+class CounterField:
+    """A counter attribute of an object whose ``counts`` is a :class:`Counters` (the publisher
+    keeps its public ``published``, ``dropped``... attributes this way)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return self if obj is None else getattr(obj.counts, self._name)
+
+    def __set__(self, obj: Any, value: int) -> None:
+        setattr(obj.counts, self._name, value)

@@ -219,3 +219,67 @@ async def connected(publisher: MqttPublisher, timeout: float = 10.0) -> AsyncIte
         except TimeoutError:
             raise AssertionError("publisher did not connect") from None
         yield publisher
+
+
+class SlowLink:
+    """A TCP proxy to ``broker`` that delivers what the broker sends ``delay_s`` late (a slow
+    network: every PUBACK takes a round trip of at least ``delay_s``). Connect to ``port``."""
+
+    def __init__(self, broker: MosquittoBroker, delay_s: float) -> None:
+        self.broker = broker
+        self.delay_s = delay_s
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> SlowLink:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        up_r, up_w = await asyncio.open_connection(self.broker.host, self.broker.port)
+        pipes = {asyncio.create_task(self._pipe(reader, up_w, 0.0)),
+                 asyncio.create_task(self._pipe(up_r, writer, self.delay_s))}
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for p in pipes:
+                p.cancel()
+            for w in (writer, up_w):
+                w.close()
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))  # the link's latency, by design
+                if not data:
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        out = asyncio.create_task(deliver())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + delay_s, data))
+            queue.put_nowait((loop.time() + delay_s, b""))
+            await out
+        finally:
+            out.cancel()
