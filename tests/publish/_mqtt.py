@@ -15,6 +15,7 @@ import dataclasses
 import json
 import random
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -283,3 +284,54 @@ class SlowLink:
             await out
         finally:
             out.cancel()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A broker address (what :class:`Recorder` needs of a :class:`MosquittoBroker`)."""
+
+    host: str
+    port: int
+
+
+class BackgroundRecorder:
+    """The same :class:`Recorder` for synchronous tests (e.g. a daemon in a subprocess): it runs
+    on an event loop of its own in a thread. ``messages``/``on`` as the Recorder's;
+    :meth:`first` waits for a message itself."""
+
+    def __init__(self, host: str, port: int, topics: tuple[str, ...] = ("#",), *,
+                 persistent_id: str | None = None, timeout_s: float = 10.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mqtt-recorder", daemon=True)
+        self._thread.start()
+        self.recorder = Recorder(Endpoint(host, port), topics, persistent_id=persistent_id)  # type: ignore[arg-type]
+        asyncio.run_coroutine_threadsafe(self.recorder.__aenter__(), self._loop).result(timeout_s)
+
+    @property
+    def messages(self) -> list[Rec]:
+        return list(self.recorder.messages)
+
+    def on(self, topic: str) -> list[Rec]:
+        return [m for m in self.messages if m.topic == topic]
+
+    def first(self, pred: Callable[[Rec], bool], timeout_s: float = 30.0, since: float = 0.0) -> Rec:
+        """The first message received at or after ``since`` (monotonic s) matching ``pred``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for m in self.messages:
+                if m.t >= since and pred(m):
+                    return m
+            time.sleep(0.02)
+        raise AssertionError(f"no matching MQTT message within {timeout_s} s; "
+                             f"topics seen: {sorted({m.topic for m in self.messages})[:40]}")
+
+    def sync(self, timeout_s: float = 5.0) -> None:
+        """See :meth:`Recorder.sync`."""
+        asyncio.run_coroutine_threadsafe(self.recorder.sync(timeout_s), self._loop).result(timeout_s + 1)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.recorder.__aexit__(None, None, None), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

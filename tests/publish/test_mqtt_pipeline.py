@@ -9,7 +9,17 @@ from slouchd.publish.mqtt import PUBLISH_IN_FLIGHT, MqttPublisher
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from tests._broker import MosquittoBroker
-from tests.publish._mqtt import Applier, Recorder, SlowLink, connected, make_publisher, settled, uniq
+from tests.publish._mqtt import (
+    Applier,
+    BackgroundRecorder,
+    Recorder,
+    SlowLink,
+    connected,
+    make_publisher,
+    publish,
+    settled,
+    uniq,
+)
 
 ALICE = WearerInfo("alice", "c4aa102b3301")
 BOB = WearerInfo("bob", "sim-bob")
@@ -76,3 +86,17 @@ def test_a_reload_adds_removes_and_carries_whole_wearer_records() -> None:
     new.publish_event("bob", {"t": 2.0, "event": "slouch_alert"})
     assert new._seq["bob"] == 2  # numbering goes on: (boot, seq) stays unique
     assert PUBLISH_IN_FLIGHT >= 20  # above paho's own QoS 1 window, so it is never the limit
+
+
+def test_the_background_recorder_serves_synchronous_tests(mosquitto: MosquittoBroker) -> None:
+    """The one recorder, also for tests that drive a daemon process without an event loop."""
+    base = uniq("b")
+    rec = BackgroundRecorder(mosquitto.host, mosquitto.port, (f"{base}/#",))
+    try:
+        asyncio.run(publish(mosquitto, f"{base}/x", b"1", retain=True))
+        assert rec.first(lambda m: m.topic == f"{base}/x", 10).payload == b"1"
+        rec.sync()
+        assert [m.payload for m in rec.on(f"{base}/x")] == [b"1"]
+    finally:
+        rec.close()
+        asyncio.run(publish(mosquitto, f"{base}/x", b"", retain=True))
