@@ -69,6 +69,9 @@ class PublishCore:
         self.v5 = False
         self.client: aiomqtt.Client | None = None
         self.in_flight = 0  # publishes handed to the client, not yet confirmed
+        # The running sender's "start queued events now" (None between sessions): an alert
+        # starts on its way in the loop iteration that queued it, not one iteration later.
+        self.send_events_now: Callable[[], None] | None = None
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
     # ------------------------------------------------------------------ waiting on progress
@@ -113,6 +116,14 @@ class PublishCore:
     def put_retained(self, topic: str, payload: bytes) -> None:
         self.retained[topic] = payload
         self.wake.set()
+
+    def event_queued(self) -> None:
+        """An event was queued: start it at once if a session is up and no retained payload
+        goes first, else let the sender look at it."""
+        if self.send_events_now is not None and not self.retained:
+            self.send_events_now()
+        else:
+            self.wake.set()
 
     def event_acked(self, item: QueuedEvent) -> None:
         """The broker acknowledged ``item``: it leaves the queue and the journal."""

@@ -261,7 +261,7 @@ class MqttPublisher:
         core.events.append(QueuedEvent(wearer, kind, payload, key))
         if len(core.events) > core.settings.queue_max:
             core.drop_one_event()
-        core.wake.set()
+        core.event_queued()
 
     def publish_stats(self, wearer: str, stats: dict[str, Any]) -> None:
         """Publish daily totals (``<base>/<wearer>/stats``, retained; newest value wins).

@@ -52,6 +52,7 @@ class Sender:
     async def run(self) -> None:
         """Send until a publish fails (raised: the session ends) or the task is cancelled."""
         core = self._core
+        core.send_events_now = self._start_events
         try:
             while True:
                 core.wake.clear()
@@ -61,6 +62,8 @@ class Sender:
                 core.notify()
                 await core.wake.wait()
         finally:
+            if core.send_events_now == self._start_events:
+                core.send_events_now = None
             for task in self._tasks:
                 task.cancel()
             if self._timer is not None:
@@ -132,7 +135,11 @@ class Sender:
             self._core.retained.setdefault(topic, payload)
 
     def _start_events(self) -> None:
+        """Start the queued events the window has room for, oldest first."""
         core = self._core
+        if self._failure is not None:
+            core.wake.set()  # the session is ending: the run loop raises it
+            return
         free = self._free()
         batch: list[QueuedEvent] = []
         for item in core.events:
