@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import warnings
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +34,6 @@ def pick_port(preferred: int) -> int:
         return int(s.getsockname()[1])
 
 
-def _own_retained_only_broker_class() -> type:
-    """amqtt's Broker, minus its habit of sending a client other clients' retained messages.
-
-    amqtt 0.12 sends every connecting client the retained messages matching *any* client's
-    subscription (it loops over all subscriptions at connect), so a phone app subscribed to
-    ``slouchd/ana/event`` would also receive the discovery payloads slouchd itself watches.
-    Here retained messages go only to sessions that really hold the subscription.
-    """
-    from amqtt.broker import Broker
-
-    class OwnRetainedOnlyBroker(Broker):  # type: ignore[misc]
-        async def _publish_retained_messages_for_subscription(self, subscription, session):  # type: ignore[no-untyped-def]
-            holders = self._subscriptions.get(subscription[0], [])
-            if any(s.client_id == session.client_id for s, _ in holders):
-                await super()._publish_retained_messages_for_subscription(subscription, session)
-
-    return OwnRetainedOnlyBroker
-
-
 class EmbeddedBroker:
     """An in-process broker on 127.0.0.1 (async context manager).
 
@@ -62,13 +44,16 @@ class EmbeddedBroker:
     def __init__(self, port: int = 1883) -> None:
         self.host = "127.0.0.1"
         self.port = pick_port(port)
-        self._broker = None
+        self._broker: Any = None  # amqtt's Broker (untyped), once started
 
     async def start(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            # imported late: only the no-broker path needs amqtt
-            broker_class = _own_retained_only_broker_class()
+            # imported late: only the no-broker path needs amqtt (and its private method, which
+            # is overridden in slouchd.publish.internals with the other libraries' internals)
+            from slouchd.publish.internals import own_retained_only_broker_class
+
+            broker_class = own_retained_only_broker_class()
 
             config = {
                 "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},

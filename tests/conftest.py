@@ -1,15 +1,20 @@
-"""Shared fixtures. Tests talk to a real Mosquitto broker on a free port, never to port 1883."""
+"""Shared fixtures. Tests talk to a real Mosquitto broker on a free port, never to port 1883.
+
+The test tree's one MQTT recorder is :class:`tests.publish._mqtt.Recorder` (``recorder`` and
+``make_recorder`` below); wait on what it received (``wait_for``, ``sync``), not on a sleep.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from tests._broker import MosquittoBroker, find_mosquitto
+from tests.publish._mqtt import Recorder
 
 # No per-example deadline: CI machines are small and shared; correctness is what is tested.
 settings.register_profile("slouchd", deadline=None, print_blob=True)
@@ -44,3 +49,16 @@ def private_mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+async def recorder(mosquitto: MosquittoBroker) -> AsyncIterator[Recorder]:
+    """The MQTT recorder on the session broker, subscribed to everything ("#")."""
+    async with Recorder(mosquitto) as rec:
+        yield rec
+
+
+@pytest.fixture
+def make_recorder() -> Callable[..., Recorder]:
+    """``make_recorder(broker, topics, persistent_id=...)``: a recorder for ``async with``."""
+    return Recorder

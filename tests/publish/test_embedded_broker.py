@@ -33,8 +33,7 @@ async def test_a_subscriber_gets_only_the_retained_messages_it_subscribed_to() -
         async with aiomqtt.Client(broker.host, broker.port, identifier="slouchd-test", protocol=V311) as sl:
             await sl.subscribe("homeassistant/device/+/+", qos=1)  # what the publisher watches
             await sl.publish("homeassistant/device/slouchd_x/config", b"{}", qos=1, retain=True)
-            await sl.publish("slouchd/bridge/state", b"online", qos=1, retain=True)
-            await asyncio.sleep(0.2)
+            await sl.publish("slouchd/bridge/state", b"online", qos=1, retain=True)  # PUBACKed: stored
             phone = await received(broker.port, "slouchd/bridge/state", "phone")
             ha = await received(broker.port, "homeassistant/#", "ha")
     finally:

@@ -8,7 +8,7 @@ import json
 from slouchd.publish.settings import HomeAssistantSettings
 from slouchd.publish.wearer import WearerInfo
 from tests._broker import MosquittoBroker, free_port
-from tests.publish._mqtt import Recorder, connected, make_publisher, retained, uniq
+from tests.publish._mqtt import Recorder, connected, make_publisher, retained, settled, uniq, wait_until
 
 ALICE = WearerInfo("alice", "c4aa102b3301")
 
@@ -22,7 +22,7 @@ async def test_alerts_queued_for_an_unreachable_broker_reach_the_new_one_in_orde
         for i in range(3):
             dead.publish_event("alice", {"t": float(i), "event": "slouch_alert", "level": 1})
         dead.publish_state("alice", {"posture": "slouching", "flexion_deg": 21.0})
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: dead.attempts >= 2, what="failed attempts")
         assert not dead.connected and dead.queue_depth == 3
         fixed = make_publisher(mosquitto, [ALICE], base_topic=base)
         fixed.take_over(dead)
@@ -46,7 +46,7 @@ async def test_a_moved_base_topic_and_disabled_discovery_leave_no_ghosts(mosquit
         first.publish_state("alice", {"posture": "upright", "flexion_deg": 3.0})
         first.set_availability("alice", True)
         first.publish_stats("alice", {"upright_pct": 90.0})
-        await asyncio.sleep(0.3)
+        await settled(first)
         assert len(await retained(mosquitto, f"{old_base}/alice/#")) == 3
         assert len(await retained(mosquitto, f"{prefix}/#")) == 1
         second = make_publisher(mosquitto, [ALICE], base_topic=new_base,
@@ -54,7 +54,7 @@ async def test_a_moved_base_topic_and_disabled_discovery_leave_no_ghosts(mosquit
         second.take_over(first)
         first.retire(clear_discovery=True, clear_topics=True)
     async with connected(second):
-        await asyncio.sleep(0.3)
+        await settled(second)
         moved = await retained(mosquitto, f"{new_base}/#")
     assert await retained(mosquitto, f"{old_base}/alice/#") == {}
     assert await retained(mosquitto, f"{prefix}/#") == {}
@@ -76,9 +76,8 @@ async def test_mqtt5_events_expire_for_a_phone_that_stays_away(mosquitto: Mosqui
         pub = make_publisher(mosquitto, [ALICE], base_topic=base, protocol="5", event_expiry_s=expiry_s)
         async with connected(pub):
             pub.publish_event("alice", {"t": 1.0, "event": "slouch_alert", "level": 1})
-            while pub.queue_depth:
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(2.2)
+            await settled(pub)
+        await asyncio.sleep(2.2)  # the broker's expiry clock runs (1 s expiry, whole seconds)
         async with Recorder(mosquitto, (f"{base}/alice/event",), persistent_id=phone_id) as phone:
-            await asyncio.sleep(0.5)
+            await phone.sync()  # what the broker kept for the phone came before this
         assert len(phone.on(f"{base}/alice/event")) == expected, expiry_s

@@ -16,13 +16,23 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from slouchd.publish.mqtt import MqttPublisher, tls_context
+from slouchd.publish.mqtt import PUBLISH_IN_FLIGHT, MqttPublisher, tls_context
 from slouchd.publish.outbox import Outbox
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.wearer import WearerInfo
 from slouchd.schema import SettingsError
 from tests._broker import MosquittoBroker, free_port
-from tests.publish._mqtt import Applier, Recorder, connected, make_publisher, retained, uniq
+from tests.fake_clock import FakeClock
+from tests.publish._mqtt import (
+    Applier,
+    Recorder,
+    connected,
+    make_publisher,
+    retained,
+    settled,
+    uniq,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE = WearerInfo("alice", "c4aa102b3301")
@@ -64,12 +74,11 @@ async def test_broker_restart_mid_stream_delivers_every_alert_in_order(tmp_path:
             producer = asyncio.create_task(produce())
             await phone.wait_for(lambda: len(phone.messages) >= 40)
             await asyncio.to_thread(broker.stop)  # mid-stream
-            await asyncio.sleep(0.4)
-            assert not pub.connected and pub.queue_depth > 0
+            # The producer goes on: its events queue while the broker is away.
+            await wait_until(lambda: not pub.connected and pub.queue_depth > 0, what="events queued")
             restarted = time.monotonic()
             await asyncio.to_thread(broker.start)
-            while not pub.connected:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(pub.wait_connected(), 5)
             reconnect_s = time.monotonic() - restarted
             await producer
             await phone.wait_for(lambda: set(event_seqs(phone, base)) == set(range(1, n + 1)), 10)
@@ -77,9 +86,9 @@ async def test_broker_restart_mid_stream_delivers_every_alert_in_order(tmp_path:
             first_seen = list(dict.fromkeys(seqs))
             assert first_seen == list(range(1, n + 1))  # every alert, in order
             # At least once, not exactly once: an event whose PUBACK died with the broker is sent
-            # again (pub.resent, at most the one in flight), and the broker may redeliver to the
+            # again (pub.resent, at most those in flight), and the broker may redeliver to the
             # phone what it had in flight to it. Consumers drop repeats by "seq".
-            assert pub.resent <= 1
+            assert pub.resent <= PUBLISH_IN_FLIGHT
             assert len(seqs) >= n
             assert pub.reconnects == 1 and pub.dropped == 0 and max_depth > 0
             assert reconnect_s < 2.0, reconnect_s  # backoff capped at reconnect_max_s = 1 s
@@ -103,7 +112,7 @@ async def test_broker_down_at_start_queues_then_delivers(
             for i in range(20):
                 pub.publish_event("alice", {"t": float(i), "event": "break_reminder"})
             pub.publish_state("alice", {"posture": "upright", "flexion_deg": 2.0})
-            await asyncio.sleep(0.8)  # several connection attempts fail meanwhile
+            await wait_until(lambda: pub.attempts >= 3, what="3 failed attempts")
             assert not pub.connected and pub.queue_depth == 20
             await asyncio.to_thread(broker.start)
             async with Recorder(broker, (f"{base}/#",), persistent_id="phone") as phone:
@@ -130,9 +139,8 @@ async def main():
     pub = MqttPublisher(MqttSettings(host={mosquitto.host!r}, port={mosquitto.port}, base_topic={base!r}),
                         HomeAssistantSettings(discovery=False), [WearerInfo("alice", "x")], cmd)
     async with pub:
-        while not pub.connected:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(pub.wait_connected(), 10)
+        await asyncio.wait_for(pub.flushed(), 10)
         os._exit(9)  # no close(), no DISCONNECT: like a kill -9 or a power cut
 asyncio.run(main())
 """
@@ -176,7 +184,7 @@ async def test_mutual_tls_with_a_throwaway_ca(tmp_path: Path, caplog: pytest.Log
         client_ctx = tls_context(MqttSettings(**tls))  # the test's own subscriber, same files
         async with connected(pub):
             pub.publish_state("alice", {"posture": "upright"})
-            await asyncio.sleep(0.2)
+            await settled(pub)
             snap = await retained(broker, f"{base}/#", tls=client_ctx)
         assert snap[f"{base}/bridge/state"] == b"online"
         assert json.loads(snap[f"{base}/alice/state"])["posture"] == "upright"
@@ -187,7 +195,7 @@ async def test_mutual_tls_with_a_throwaway_ca(tmp_path: Path, caplog: pytest.Log
         untrusting = make_publisher(broker, [ALICE], base_topic=base, tls=True,
                                     cert_file=str(files["client.crt"]), key_file=str(files["client.key"]))
         async with untrusting:
-            await asyncio.sleep(0.6)
+            await wait_until(lambda: untrusting.attempts >= 2, what="a failed attempt")
             assert not untrusting.connected
         assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
     finally:
@@ -226,7 +234,7 @@ async def test_password_login_and_the_password_never_appears_in_logs(
     try:
         bad = make_publisher(broker, [ALICE], base_topic=base, username="slouchd", password=wrong)
         async with bad:
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: bad.attempts >= 2, what="a refused attempt")
             assert not bad.connected
         assert any("refused" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
@@ -234,9 +242,9 @@ async def test_password_login_and_the_password_never_appears_in_logs(
                               password_file=str(ours))
         async with connected(good):
             good.publish_event("alice", {"t": 1.0, "event": "slouch_alert"})
-            await asyncio.sleep(0.2)
+            await settled(good)
             assert good.published == 1
-            settings_text = repr(good._settings)
+            settings_text = repr(good.settings)
     finally:
         broker.stop()
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
@@ -283,13 +291,13 @@ async def test_a_full_queue_drops_other_events_before_alerts() -> None:
         kind = "slouch_alert" if i % 6 == 0 else "slouch_end"  # 5 alerts among 30
         pub.publish_event("alice", {"t": float(i), "event": kind})
     assert pub.queue_depth == 10 and pub.dropped == 20
-    kept = [json.loads(item[2]) for item in pub._events]
+    kept = [json.loads(item.payload) for item in pub._events]
     assert [e["t"] for e in kept if e["event"] == "slouch_alert"] == [0.0, 6.0, 12.0, 18.0, 24.0]
     assert [e["seq"] for e in kept] == sorted(e["seq"] for e in kept)  # still in order
     for i in range(20):  # only alerts now: the oldest alerts go
         pub.publish_event("alice", {"t": 100.0 + i, "event": "slouch_alert"})
     assert pub.queue_depth == 10
-    assert [json.loads(item[2])["t"] for item in pub._events] == [110.0 + i for i in range(10)]
+    assert [json.loads(item.payload)["t"] for item in pub._events] == [110.0 + i for i in range(10)]
 
 
 async def test_broker_killed_hard_publisher_recovers_and_re_announces(
@@ -301,8 +309,8 @@ async def test_broker_killed_hard_publisher_recovers_and_re_announces(
         pub.publish_state("alice", {"posture": "upright", "flexion_deg": 3.0})
         pub.set_availability("alice", True)
         pub.publish_event("alice", {"t": 0.0, "event": "slouch_alert"})
-        while pub.published < 1:
-            await asyncio.sleep(0.01)
+        await settled(pub)
+        assert pub.published == 1
         assert private_mosquitto.proc is not None
         private_mosquitto.proc.kill()  # SIGKILL: no goodbye, every retained message gone
         await asyncio.to_thread(private_mosquitto.proc.wait)
@@ -310,13 +318,12 @@ async def test_broker_killed_hard_publisher_recovers_and_re_announces(
         for i in range(1, 6):  # the posture engine carries on meanwhile
             pub.publish_event("alice", {"t": float(i), "event": "slouch_alert"})
         pub.publish_state("alice", {"posture": "slouching", "flexion_deg": 25.0})
-        await asyncio.sleep(0.3)
-        assert not pub.connected and pub.queue_depth == 5
+        await wait_until(lambda: not pub.connected, what="session lost")
+        assert pub.queue_depth == 5
         await asyncio.to_thread(private_mosquitto.start)
-        while not (pub.connected and pub.queue_depth == 0):
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(pub.wait_connected(), 10)
+        await settled(pub)
         assert pub.published == 6 and pub.reconnects == 1
-        await asyncio.sleep(0.2)
         snap = await retained(private_mosquitto, f"{base}/#")
         disc = await retained(private_mosquitto, f"{prefix}/#")
     # The new broker knew nothing; slouchd re-sent all of it, with the newest state.
@@ -332,17 +339,17 @@ async def test_close_while_the_broker_is_down_leaves_nothing_online(
     pub = make_publisher(private_mosquitto, [ALICE], base_topic=base)
     async with connected(pub):
         pub.set_availability("alice", True)
-        await asyncio.sleep(0.1)
+        await settled(pub)
         await asyncio.to_thread(private_mosquitto.stop)
-        await asyncio.sleep(0.2)
-        assert not pub.connected
+        await wait_until(lambda: not pub.connected, what="session lost")
         pub.publish_event("alice", {"t": 1.0, "event": "slouch_alert"})
         started = time.monotonic()
     # close() ran with no broker: it returned within its timeout and did not raise.
     assert time.monotonic() - started < 3.5
     assert pub.queue_depth == 1  # the undeliverable alert is reported, not hidden
     await asyncio.to_thread(private_mosquitto.start)
-    # No persistence: the restarted broker holds nothing, and slouchd, stopped, says nothing.
+    # No persistence: the restarted broker holds nothing, and slouchd, stopped, says nothing
+    # (a window for a publisher that wrongly kept reconnecting; nothing in slouchd to wait on).
     await asyncio.sleep(0.5)
     assert await retained(private_mosquitto, f"{base}/#") == {}
 
@@ -377,7 +384,7 @@ async def test_unacknowledged_alerts_survive_a_crash_with_their_boot_and_seq(tmp
             await rec.wait_for(lambda: len(rec.messages) >= 6)
             got = [(m.json()["boot"], m.json()["seq"]) for m in rec.messages]
             assert got == [(boot, s) for s in range(1, 6)] + [(second.boot, 1)]
-            await asyncio.sleep(0.2)
+            await settled(second)
             assert len(box) == 0 and Outbox(path).load() == []
             counters = second.counters()
             assert counters["mqtt_outbox_restored"] == 5 and counters["mqtt_alerts"] == 1
@@ -396,7 +403,7 @@ async def test_big_command_payloads_are_dropped_unread_and_counted(mosquitto: Mo
                 await client.publish(f"{base}/alice/set", b"y" * (1 << 20), qos=1)
                 await client.publish(f"{base}/alice/set", b'{"mode":"' + b"x" * 2000 + b'"}', qos=1)
             await rec.wait_for(lambda: len(rec.messages) >= 1)
-            await asyncio.sleep(0.3)
+            await settled(pub, rec)
             # Only the 2 KB one is looked at (refused with a reason); the others cost nothing.
             assert [m.json()["error"] for m in rec.messages] == ["payload is 2011 bytes (max 1024)"]
             # MQTT 5: the broker does not even send the 1 MiB one (our Maximum Packet Size).
@@ -430,20 +437,28 @@ async def test_a_command_flood_is_answered_quickly_and_the_session_lives(mosquit
 
 async def test_reconnects_within_seconds_of_the_broker_returning_after_a_long_outage(
         tmp_path: Path) -> None:
+    """On virtual time: the backoff grows to 4-8 s, yet the port probe reconnects within ~1 s."""
     broker = MosquittoBroker(tmp_path / "broker")
     broker.start()
-    pub = _publisher(broker, uniq("r"))  # real backoff: 1 s doubling to 60 s
+    clock = FakeClock()
+    ticking = asyncio.create_task(clock.run())
+    pub = MqttPublisher(MqttSettings(host=broker.host, port=broker.port, base_topic=uniq("r"),
+                                     reconnect_max_s=60.0),  # real backoff: 1 s doubling to 60 s
+                        HomeAssistantSettings(discovery=False), [ALICE], Applier(),
+                        rng=random.Random(3), clock=clock)
     try:
         async with connected(pub):
             await asyncio.to_thread(broker.stop)
-            await asyncio.sleep(9.0)  # failed attempts: backoff now 4-8 s, then 8-16 s
-            back = time.monotonic()
+            await wait_until(lambda: pub.attempts >= 5, 20, "4 failed attempts")  # next wait 4-8 s
+            outage_s = clock.monotonic()
             await asyncio.to_thread(broker.start)
-            while not pub.connected:
-                await asyncio.sleep(0.02)
-            reconnect_s = time.monotonic() - back
-            print(f"\nreconnected {reconnect_s:.2f} s after the broker returned (9 s outage)")
-            assert reconnect_s <= 3.0
+            back = clock.monotonic()
+            await asyncio.wait_for(pub.wait_connected(), 20)
+            reconnect_s = clock.monotonic() - back
+            print(f"\nreconnected {reconnect_s:.2f} s (virtual) after the broker returned "
+                  f"({back - outage_s:.1f} s into the wait)")
+            assert reconnect_s <= 1.5  # one probe period, not the 4-16 s backoff step
             assert pub.counters()["mqtt_reconnects"] == 1
     finally:
+        ticking.cancel()
         broker.stop()

@@ -13,7 +13,17 @@ from slouchd.publish.homeassistant import discovery_topic
 from slouchd.publish.settings import HomeAssistantSettings
 from slouchd.publish.wearer import WearerInfo
 from tests._broker import MosquittoBroker
-from tests.publish._mqtt import Applier, Recorder, connected, make_publisher, publish, retained, uniq
+from tests.publish._mqtt import (
+    Applier,
+    Recorder,
+    connected,
+    eventually,
+    make_publisher,
+    publish,
+    retained,
+    settled,
+    uniq,
+)
 from tests.publish.test_commands import MALFORMED
 
 ALICE = WearerInfo("alice", "c4aa102b3301", model="micro:bit v2", manufacturer="BBC")
@@ -36,7 +46,7 @@ async def test_connect_announces_bridge_discovery_state_and_availability(mosquit
         pub.set_availability("alice", True)
         pub.publish_stats("alice", {"date": "2026-11-22", "upright_pct": 81.5, "slouched_min": 12.0,
                                     "sitting_min": 240.0, "alerts": 3})
-        await asyncio.sleep(0.3)
+        await settled(pub)
         snap = await retained(mosquitto, f"{base}/#")
         disc = await retained(mosquitto, f"{prefix}/#")
     assert snap[f"{base}/bridge/state"] == b"online"
@@ -61,7 +71,7 @@ async def test_discovery_is_byte_identical_across_restarts(mosquitto: MosquittoB
         pub = make_publisher(mosquitto, [ALICE], base_topic=base,
                              ha=HomeAssistantSettings(discovery_prefix=prefix))
         async with connected(pub):
-            await asyncio.sleep(0.2)
+            await settled(pub)
             seen.append(await retained(mosquitto, f"{prefix}/#"))
     assert seen[0] == seen[1] and len(seen[0]) == 1
 
@@ -75,13 +85,13 @@ async def test_state_is_rate_limited_and_sent_at_once_on_posture_change(mosquitt
         while time.monotonic() - start < 2.4:  # 50 Hz from the posture engine, same posture
             pub.publish_state("alice", frame(flexion=n * 0.01))
             n += 1
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.6)
+            await asyncio.sleep(0.02)  # the posture engine's pace
+        # The newest value is what goes out last (coalescing keeps the latest, not the first).
+        await rec.wait_for(lambda: rec.messages[-1].json()["flexion_deg"] == pytest.approx((n - 1) * 0.01),
+                           1.0)
         steady = len(rec.messages)
         # 2.4 s at one per 0.5 s (the first at once): 5 or 6 messages, never the 100+ offered.
         assert n > 100 and 4 <= steady <= 7, (n, steady)
-        # The newest value is what was last sent (coalescing keeps the latest, not the first).
-        assert rec.messages[-1].json()["flexion_deg"] == pytest.approx((n - 1) * 0.01)
         changed_at = time.monotonic()
         pub.publish_state("alice", frame("slouching", 25.0))
         await rec.wait_for(lambda: rec.messages[-1].json()["posture"] == "slouching", 1.0)
@@ -97,6 +107,7 @@ async def test_events_arrive_at_qos1_in_order_not_retained(mosquitto: MosquittoB
             kind = "slouch_alert" if i % 2 else "slouch_end"
             pub.publish_event("alice", {"t": float(i), "event": kind, "level": 1})
         await rec.wait_for(lambda: len(rec.messages) >= 200)
+        await asyncio.wait_for(pub.flushed(), 5)  # our PUBACKs may trail the subscriber's copies
         assert pub.queue_depth == 0 and pub.published == 200
     events = [m.json() for m in rec.messages]
     assert [e["seq"] for e in events] == list(range(1, 201))
@@ -126,7 +137,7 @@ async def test_malformed_commands_change_nothing_and_get_a_reason(
             return [m for m in rec.on(f"{base}/alice/set/result") if m.payload != bad[-1][1]]
 
         await rec.wait_for(lambda: len(replies()) >= len(bad) - 1)
-        await asyncio.sleep(0.3)
+        await settled(pub, rec)  # any extra reply would be here now
         assert pub.connected and pub.reconnects == 0  # nothing dropped the session (400-digit "ts"...)
         results = [m.json() for m in replies()]
         assert len(results) == len(bad) - 1  # every bad command but the one on …/set/result
@@ -207,7 +218,7 @@ async def test_retained_commands_are_never_applied(mosquitto: MosquittoBroker) -
         await publish(mosquitto, f"{base}/alice/set", b'{"dwell_s": 45}', retain=True,
                       protocol=aiomqtt.ProtocolVersion.V5)
         await rec.wait_for(lambda: rec.messages)
-        await asyncio.sleep(0.3)
+        await settled(pub, rec)
         assert [m.json()["ok"] for m in rec.messages] == [False]
         assert "retained" in rec.messages[0].json()["error"]
     assert applier.calls == []
@@ -225,6 +236,7 @@ async def test_home_assistant_online_re_announces_discovery_and_state(mosquitto:
         await rec.wait_for(lambda: rec.on(disc) and rec.on(f"{base}/alice/state"))
         before_disc, before_state = len(rec.on(disc)), len(rec.on(f"{base}/alice/state"))
         await publish(mosquitto, f"{prefix}/status", b"offline")
+        # Not a wait on slouchd's insides: a re-announce would come within birth_delay_max_s.
         await asyncio.sleep(0.4)
         assert len(rec.on(disc)) == before_disc  # HA going away needs nothing from us
         sent = time.monotonic()
@@ -244,11 +256,11 @@ async def test_removed_wearer_gets_discovery_and_topics_cleared(mosquitto: Mosqu
             pub.publish_state(name, frame())
             pub.set_availability(name, True)
             pub.publish_stats(name, {"alerts": 1})
-        await asyncio.sleep(0.3)
+        await settled(pub)
         assert discovery_topic(prefix, BOB) in await retained(mosquitto, f"{prefix}/#")
         renamed_alice = WearerInfo("alicia", ALICE.sensor_id)  # same sensor, new name
         pub.set_wearers([renamed_alice])
-        await asyncio.sleep(0.3)
+        await settled(pub)
         disc = await retained(mosquitto, f"{prefix}/#")
         topics = await retained(mosquitto, f"{base}/#")
     assert set(disc) == {discovery_topic(prefix, ALICE)}  # bob gone; alice's device kept
@@ -311,13 +323,16 @@ async def test_wearer_removed_while_slouchd_was_stopped_is_cleared_at_start(
     async with connected(first):
         first.publish_state("bob", frame())
         first.set_availability("bob", True)
-        await asyncio.sleep(0.2)
+        await settled(first)
     # Someone else's retained discovery under the same prefix must survive.
     foreign = f"{prefix}/device/zb_0x1234/config"
     await publish(mosquitto, foreign, b'{"origin": {"name": "zigbee2mqtt"}, "components": {}}', retain=True)
     second = make_publisher(mosquitto, [ALICE], base_topic=base, ha=ha)  # bob left the config
     async with connected(second):
-        await asyncio.sleep(0.3)
+        # The leftover arrives (retained) after the subscription and is then cleared.
+        await eventually(lambda: retained(mosquitto, f"{prefix}/#"),
+                         lambda d: discovery_topic(prefix, BOB) not in d)
+        await settled(second)
         disc = await retained(mosquitto, f"{prefix}/#")
         topics = await retained(mosquitto, f"{base}/#")
     assert set(disc) == {discovery_topic(prefix, ALICE), foreign}
@@ -333,7 +348,7 @@ async def test_a_settings_change_does_not_resend_an_unchanged_discovery(mosquitt
     async with Recorder(mosquitto, (f"{prefix}/#",)) as rec, connected(pub):
         await rec.wait_for(lambda: len(rec.on(topic)) == 1)
         pub.set_wearers([ALICE.with_settings({"threshold_deg": 20.0})])  # what a command does
-        await asyncio.sleep(0.4)
+        await settled(pub, rec)
         assert len(rec.on(topic)) == 1
         pub.set_wearers([WearerInfo("alice", "c4aa102b3301", model="micro:bit v1", manufacturer="BBC")])
         await rec.wait_for(lambda: len(rec.on(topic)) == 2)  # a real change is sent
