@@ -85,6 +85,11 @@ def wobble_deg(g: np.ndarray, w: int) -> np.ndarray:
     return np.degrees(np.sqrt(var))
 
 
+RowFeatures = tuple[list[bool], list[bool], list[bool], list[bool], list[bool],
+                    list[tuple[float, float, float]]]
+"""Per-tick features as lists: moving, walking, lifeless, alive, steady, mean_g."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityFeatures:
     """Per-tick activity features (arrays of the batch's tick count)."""
@@ -123,9 +128,15 @@ class ActivityClassifier:
         # windows without building arrays: unit gravity and smoothed tilt (x, y, z each), body
         # motion (g), acceleration magnitude (g), raw motion and gait periodicity flags.
         k = self.keep
-        self._gx, self._gy, self._gz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
-        self._tx, self._ty, self._tz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
-        self._sx, self._sy, self._sz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
+        self._gx: deque[float] = deque(maxlen=k)
+        self._gy: deque[float] = deque(maxlen=k)
+        self._gz: deque[float] = deque(maxlen=k)
+        self._tx: deque[float] = deque(maxlen=k)
+        self._ty: deque[float] = deque(maxlen=k)
+        self._tz: deque[float] = deque(maxlen=k)
+        self._sx: deque[float] = deque(maxlen=k)
+        self._sy: deque[float] = deque(maxlen=k)
+        self._sz: deque[float] = deque(maxlen=k)
         self._dyn: deque[float] = deque(maxlen=k)
         self._mag: deque[float] = deque(maxlen=k)
         self._raw_moving: deque[bool] = deque(maxlen=k)
@@ -136,6 +147,10 @@ class ActivityClassifier:
         # forth; the deques are refilled from them when a small call comes.
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._seen = 0
+        # Sums over the long (not-worn) window, kept as ticks come instead of summing 600 values
+        # of each per tick: smoothed tilt (x, y, z), body motion, raw motion, shaken levels.
+        self._long = _TailSums(self.w_long, (self._sx, self._sy, self._sz, self._dyn, self._raw_moving,
+                                             self._shaken))
 
     def update(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
                gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
@@ -153,7 +168,11 @@ class ActivityClassifier:
             tilt = g
         if n <= SCALAR_MAX_TICKS:
             # One by one in float maths: the same features without some forty numpy calls per tick.
-            return self._update_scalar(g, dyn_g, amag_g, gyro_mag_dps, samples_per_tick, tilt)
+            rows = self.update_rows(g.tolist(), dyn_g.tolist(), amag_g.tolist(),
+                                    None if gyro_mag_dps is None else gyro_mag_dps.tolist(),
+                                    samples_per_tick, tilt.tolist())
+            return ActivityFeatures(*(np.array(x, dtype=bool) for x in rows[:5]),
+                                    np.array(rows[5], dtype=float).reshape(-1, 3))
         s = self.settings
         seen = self._seen + np.arange(1, n + 1)  # ticks since the last reset, per new tick
         if self._arrays is None:
@@ -234,31 +253,23 @@ class ActivityClassifier:
         self._seen += n
         return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
 
-    def _update_scalar(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
-                       gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
-                       tilt: np.ndarray) -> ActivityFeatures:
-        """:meth:`update` one tick at a time in float maths: the same windows and formulas
-        (windows are shorter right after a reset, exactly as the array path's)."""
+    def update_rows(self, g: list[list[float]], dyn_g: list[float], amag_g: list[float],
+                    gyro_mag_dps: list[float] | None, samples_per_tick: float, tilt: list[list[float]]
+                    ) -> RowFeatures:
+        """:meth:`update` one tick at a time in float maths, on plain lists (the live path: a call
+        completes about one tick): the same windows and formulas (windows are shorter right after
+        a reset, exactly as the array path's). Returns lists: moving, walking, lifeless, alive,
+        steady (flags per tick) and mean_g ((x, y, z) per tick)."""
         if self._arrays is not None:
             self._refill_deques(self._arrays)
             self._arrays = None
-        n = g.shape[0]
-        moving = np.zeros(n, dtype=bool)
-        walking = np.zeros(n, dtype=bool)
-        lifeless = np.zeros(n, dtype=bool)
-        alive = np.zeros(n, dtype=bool)
-        steady = np.zeros(n, dtype=bool)
-        mean_g = np.empty((n, 3))
-        rows = g.tolist()
-        tilts = tilt.tolist()
-        dyns = dyn_g.tolist()
-        mags = amag_g.tolist()
-        gyros = None if gyro_mag_dps is None else gyro_mag_dps.tolist()
+        if not g:
+            return [], [], [], [], [], []
         noise_k = math.sqrt(2.0 / 3.0 / max(1.0, samples_per_tick * self.w_smooth))
-        for i in range(n):
-            f = self._step(rows[i], dyns[i], mags[i], None if gyros is None else gyros[i], noise_k, tilts[i])
-            moving[i], walking[i], lifeless[i], alive[i], steady[i], mean_g[i] = f
-        return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
+        feats = [self._step(g[i], dyn_g[i], amag_g[i], None if gyro_mag_dps is None else gyro_mag_dps[i],
+                            noise_k, tilt[i]) for i in range(len(g))]
+        moving, walking, lifeless, alive, steady, mean_g = (list(x) for x in zip(*feats, strict=True))
+        return moving, walking, lifeless, alive, steady, mean_g
 
     def _refill_deques(self, arrays: tuple[np.ndarray, ...]) -> None:
         """Make the per-tick deques hold the history kept as arrays by the last big update."""
@@ -272,6 +283,7 @@ class ActivityClassifier:
                         (self._periodic, periodic_hist), (self._shaken, shaken_hist)):
             dq.clear()
             dq.extend(arr.tolist())
+        self._long.resum()
 
     def _step(self, g: list[float], dyn: float, mag: float, gyro_mag: float | None,
               noise_k: float, tilt: list[float]
@@ -339,11 +351,14 @@ class ActivityClassifier:
         sx.append(mx / norm)
         sy.append(my / norm)
         sz.append(mz / norm)
-        wob_long = _wobble(sx, sy, sz, self.w_long)
-        noise_deg = math.degrees(_mean(dq, self.w_long) * noise_k)
+        lw = self._long
+        lw.pushed()
+        long_n = min(self.w_long, avail)
+        lsx, lsy, lsz, ldyn, lraw, lshaken = lw.sums
+        noise_deg = math.degrees(ldyn / long_n * noise_k)
         limit = max(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
-        lifeless = (seen >= self.w_long and wob_long < limit and not _any(rq, self.w_long)
-                    and _max(self._shaken, self.w_long) == 0)
+        lifeless = (seen >= self.w_long and not lraw and not lshaken
+                    and _wobble_of(lsx / long_n, lsy / long_n, lsz / long_n) < limit)
         alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving or shaken
         steady = (seen >= self.w_short and not _any(rq, self.w_short)
                   and _max(self._shaken, self.w_short) < 2)
@@ -394,5 +409,46 @@ def _any(d: deque[bool], w: int) -> bool:
 
 def _wobble(x: deque[float], y: deque[float], z: deque[float], w: int) -> float:
     """:func:`wobble_deg` of the last ``w`` unit vectors held as three deques, degrees."""
-    mx, my, mz = _mean(x, w), _mean(y, w), _mean(z, w)
+    return _wobble_of(_mean(x, w), _mean(y, w), _mean(z, w))
+
+
+def _wobble_of(mx: float, my: float, mz: float) -> float:
+    """:func:`wobble_deg` from the mean (mx, my, mz) of unit vectors, degrees."""
     return math.degrees(math.sqrt(max(1.0 - (mx * mx + my * my + mz * mz), 0.0)))
+
+
+class _TailSums:
+    """Sums of the last ``w`` values of equally long deques (all of them while fewer), kept as one
+    value is appended to each per tick: O(1) a tick instead of summing ``w`` values.
+
+    Every ``w`` ticks the sums are taken afresh from the deques (in order, as :func:`_mean`
+    sums), so rounding from adding and subtracting cannot drift over a long day; in between they
+    differ from a fresh sum only in the last bits (the array path's cumulative sums differ
+    from both the same way). Flags and small ints sum exactly.
+    """
+
+    __slots__ = ("_count", "deques", "sums", "w")
+
+    def __init__(self, w: int, deques: tuple[deque, ...]) -> None:
+        self.w = w
+        self.deques = deques
+        self.sums: list[float] = [0.0] * len(deques)
+        self._count = 0
+
+    def pushed(self) -> None:
+        """Every deque has just had one value appended."""
+        self._count += 1
+        if self._count >= self.w:
+            self.resum()
+            return
+        w = self.w
+        sums = self.sums
+        for j, d in enumerate(self.deques):
+            sums[j] += d[-1]
+            if len(d) > w:
+                sums[j] -= d[-w - 1]
+
+    def resum(self) -> None:
+        """Sum the windows afresh (after a refill of the deques, and periodically)."""
+        self._count = 0
+        self.sums = [sum(_tail(d, self.w)) for d in self.deques]

@@ -47,6 +47,7 @@ from slouchd.posture.orientation import (
     AxisLearner,
     Calibration,
     OrientationFilter,
+    angle_rows,
     angles,
     forward_from_mount,
     forward_from_two_poses,
@@ -362,49 +363,18 @@ class PostureTracker:
         if len(ticks) == 0:
             return
         ticks = bridge_ticks(self._last_tick, ticks)
-        n = len(ticks)
         self._last_tick = Ticks(ticks.k[-1:], ticks.count[-1:], ticks.acc_g[-1:], ticks.grav_g[-1:],
                                 ticks.dyn_g[-1:], None if ticks.gyro_dps is None else ticks.gyro_dps[-1:])
-        act_s = self.activity_settings
-        t_end = ticks.t_end_s
-        g, gyro_mag = self._orient.run(ticks.grav_g, ticks.dyn_g, ticks.gyro_dps, act_s.moving_g)
-        if n <= SCALAR_MAX_TICKS:
-            g_acc = _unit_rows(ticks.grav_g)
-            amag = np.array([math.sqrt(x * x + y * y + z * z) for x, y, z in ticks.acc_g.tolist()])
-        else:
-            g_acc = unit(ticks.grav_g)
-            amag = np.linalg.norm(ticks.acc_g, axis=1)
-        spt = (self._lp.rate_hz or 50.0) * TICK_S
-        feats = self._activity.update(g_acc, ticks.dyn_g, amag, gyro_mag, spt, g)
-        moving = feats.moving.tolist()
-        walking = feats.walking.tolist()
-        lifeless = feats.lifeless.tolist()
-        alive = feats.alive.tolist()
-        steady = feats.steady.tolist()
-
+        inp = self._inputs(ticks)
         cal = self.calibration
-        flex_l, lat_l, tilt_l = self._angles(g, cal)
-        if self.mount is not None:
-            up_m = self.mount.up_vector
-            mount_tilt = np.degrees(np.arccos(np.clip(g_acc @ up_m, -1, 1))).tolist()
-        else:
-            mount_tilt = None
-
-        clock = self.clock
+        flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
+        mount_tilt = inp.mount_tilt
         d_set = self.detection
         training = d_set.mode == "training" and d_set.alerts_enabled
         events = out.events
-        t_list = t_end.tolist()
-        frames = self._frames
-        wear = self._wear
-        slouch = self._slouch
-        learn = (self.cal_settings.learn_axis and self.mount is None)
-        learn_mask = np.zeros(n, dtype=bool) if learn else None
-        for i in range(n):
-            t = t_list[i]
-            if not (clock.day_start_s <= t < clock.day_end_s):
-                clock.advance(t)
-                self._roll_day(t, events)
+        learn = self.cal_settings.learn_axis and self.mount is None
+        learned: list[int] = []
+        for i, t in enumerate(inp.t):
             # --- worn or not
             if cal is not None:
                 tilt_now, lying_limit = tilt_l[i], st.LYING_TILT_DEG
@@ -412,40 +382,86 @@ class PostureTracker:
                 tilt_now, lying_limit = mount_tilt[i], st.LYING_MOUNT_TILT_DEG
             else:
                 tilt_now, lying_limit = 0.0, 180.0
-            if wear.step(t, tilt_now, lying_limit, moving[i], lifeless[i], alive[i]) and cal is not None:
-                self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
-            worn = wear.worn
+            worn = self._wear_step(t, tilt_now, lying_limit, inp, i, events)
             # --- calibration
-            if self._calibration_step(t, steady[i], worn, feats.mean_g[i], mount_tilt, i, events):
+            if self._calibration_step(t, inp.steady[i], worn, inp.mean_g[i], mount_tilt, i, events):
                 cal = self.calibration
-                flex_l, lat_l, tilt_l = self._angles(g, cal)
+                flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
             # --- activity, the slouch detector and wellbeing
-            act = st.activity_of(worn, walking[i], moving[i])
+            act = st.activity_of(worn, inp.walking[i], inp.moving[i])
             # Without a forward axis the tilt has no sign (leaning back would read as a slouch):
             # the angle is not judged, shown or counted until the axis is declared or learned.
             judged = cal is not None and cal.forward is not None
             flex = flex_l[i] if judged else 0.0
-            slouching = slouch.step(t, flex, judged, act, training, events)
-            if learn_mask is not None and act == st.STILL and cal is not None:
-                learn_mask[i] = True
+            slouching = self._slouch.step(t, flex, judged, act, training, events)
+            if learn and act == st.STILL and cal is not None:
+                learned.append(i)
             # --- frame
-            if frames.due(t):
-                show = judged and act != st.NOT_WORN
-                frames.frame = PostureFrame(
-                    t, flex if show else None, lat_l[i] if (show and lat_l is not None) else None,
-                    st.posture_of(act, judged, slouching), st.ACTIVITY[act], worn, cal is not None,
-                    self._wellbeing.sitting_s, self._detector.clock_s,
-                    None if cal is None else cal.axis_source)
-                frames.emit_until(t, out.frames)
-        self._last_tick_end = float(t_end[-1])
-        if learn_mask is not None and cal is not None and cal.forward is None and learn_mask.any():
-            up = np.asarray(cal.up)
-            self._learner.add(g[learn_mask], up)
-            fwd = self._learner.propose(up)
-            if fwd is not None:
-                self.calibration = cal.with_forward(fwd, "learned")
-                events.append(Event(float(t_end[-1]), EventKind.CALIBRATED, {
-                    **_cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+            if self._frames.due(t):
+                self._frame(t, flex, None if lat_l is None else lat_l[i], judged, act, slouching, worn,
+                            cal, out)
+        self._last_tick_end = inp.t[-1]
+        if learned and cal is not None and cal.forward is None:
+            self._learn(np.asarray(inp.g)[learned] if isinstance(inp.g, list) else inp.g[learned], cal,
+                        events)
+
+    def _wear_step(self, t: float, tilt_now: float, lying_limit: float, inp: _TickInputs, i: int,
+                   events: list[Event]) -> bool:
+        """The local day and the worn state at the tick ending at ``t``."""
+        clock = self.clock
+        if not (clock.day_start_s <= t < clock.day_end_s):
+            clock.advance(t)
+            self._roll_day(t, events)
+        wear = self._wear
+        if (wear.step(t, tilt_now, lying_limit, inp.moving[i], inp.lifeless[i], inp.alive[i])
+                and self.calibration is not None):
+            self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
+        return wear.worn
+
+    def _frame(self, t: float, flex: float, lat: float | None, judged: bool, act: int, slouching: bool,
+               worn: bool, cal: Calibration | None, out: TrackerOutput) -> None:
+        """The tick ending at ``t`` reached a frame time: the frame's state, and the frames due."""
+        show = judged and act != st.NOT_WORN
+        self._frames.frame = PostureFrame(
+            t, flex if show else None, lat if show else None,
+            st.posture_of(act, judged, slouching), st.ACTIVITY[act], worn, cal is not None,
+            self._wellbeing.sitting_s, self._detector.clock_s,
+            None if cal is None else cal.axis_source)
+        self._frames.emit_until(t, out.frames)
+
+    def _learn(self, g: np.ndarray, cal: Calibration, events: list[Event]) -> None:
+        """Still ticks' gravity ``g`` (n, 3) for the forward-axis learner; a calibration once learned."""
+        up = np.asarray(cal.up)
+        self._learner.add(g, up)
+        fwd = self._learner.propose(up)
+        if fwd is not None:
+            self.calibration = cal.with_forward(fwd, "learned")
+            events.append(Event(self._last_tick_end, EventKind.CALIBRATED, {
+                **_cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+
+    def _inputs(self, ticks: Ticks) -> _TickInputs:
+        """Gravity, activity features and mount tilt per tick, as lists of floats. A few ticks
+        (the live path) in float maths; many (replay) on whole arrays."""
+        spt = (self._lp.rate_hz or 50.0) * TICK_S
+        t_end = [(k + 1) * TICK_S for k in ticks.k.tolist()]
+        up_m = None if self.mount is None else self.mount.up_vector
+        if len(ticks) <= SCALAR_MAX_TICKS:
+            g, gyro_mag = self._orient.run_rows(ticks.grav_g, ticks.gyro_dps)
+            g_acc = _unit_rows(ticks.grav_g.tolist())
+            amag = [math.sqrt(x * x + y * y + z * z) for x, y, z in ticks.acc_g.tolist()]
+            f = self._activity.update_rows(g_acc, ticks.dyn_g.tolist(), amag, gyro_mag, spt, g)
+            mount_tilt = None if up_m is None else _tilt_from(g_acc, up_m.tolist())
+            return _TickInputs(t_end, g, *f, mount_tilt)
+        g_arr, gyro_arr = self._orient.run(ticks.grav_g, ticks.dyn_g, ticks.gyro_dps,
+                                           self.activity_settings.moving_g)
+        g_acc_arr = unit(ticks.grav_g)
+        feats = self._activity.update(g_acc_arr, ticks.dyn_g, np.linalg.norm(ticks.acc_g, axis=1),
+                                      gyro_arr, spt, g_arr)
+        mount_tilt = (None if up_m is None
+                      else np.degrees(np.arccos(np.clip(g_acc_arr @ up_m, -1, 1))).tolist())
+        return _TickInputs(t_end, g_arr, feats.moving.tolist(), feats.walking.tolist(),
+                           feats.lifeless.tolist(), feats.alive.tolist(), feats.steady.tolist(),
+                           feats.mean_g, mount_tilt)
 
     def _calibration_step(self, t: float, steady: bool, worn: bool, mean_g: np.ndarray,
                           mount_tilt: list[float] | None, i: int, events: list[Event]) -> bool:
@@ -461,11 +477,13 @@ class PostureTracker:
             return self._try_calibrate(t, mean_g, worn, mount_tilt, i, events) is not None
         return False
 
-    def _angles(self, g: np.ndarray,
+    def _angles(self, g: np.ndarray | list[list[float]],
                 cal: Calibration | None) -> tuple[list[float], list[float] | None, list[float]]:
         if cal is None:
-            z = [0.0] * g.shape[0]
+            z = [0.0] * len(g)
             return z, None, z
+        if isinstance(g, list):
+            return angle_rows(g, cal)
         flex, lat, tilt = angles(g, cal)
         return flex.tolist(), None if lat is None else lat.tolist(), tilt.tolist()
 
@@ -569,13 +587,38 @@ def _cal_data(cal: Calibration | None) -> dict[str, Any]:
     return {"up": d["up"], "forward": d["forward"], "source": d["source"], "axis_source": d["axis_source"]}
 
 
-def _unit_rows(v: np.ndarray) -> np.ndarray:
+@dataclass(slots=True)
+class _TickInputs:
+    """What the per-tick loop reads, per tick (lists: the loop works on floats)."""
+
+    t: list[float]  # the tick's end, seconds
+    g: np.ndarray | list[list[float]]  # the orientation filter's gravity (n, 3)
+    moving: list[bool]
+    walking: list[bool]
+    lifeless: list[bool]
+    alive: list[bool]
+    steady: list[bool]
+    mean_g: Any  # (n, 3) rows: the accelerometer's mean direction over the calibration window
+    mount_tilt: list[float] | None  # degrees from the mount's up axis; None without a mount
+
+
+def _unit_rows(v: list[list[float]]) -> list[list[float]]:
     """:func:`unit` for a few (x, y, z) rows in float maths (the same operations, same result)."""
     out = []
-    for x, y, z in v.tolist():
+    for x, y, z in v:
         n = math.sqrt(x * x + y * y + z * z)
-        out.append((x / n, y / n, z / n) if n > 0 else (0.0, 0.0, 0.0))
-    return np.array(out, dtype=float).reshape(-1, 3)
+        out.append([x / n, y / n, z / n] if n > 0 else [0.0, 0.0, 0.0])
+    return out
+
+
+def _tilt_from(rows: list[list[float]], up: list[float]) -> list[float]:
+    """Degrees between unit rows and ``up`` (float maths)."""
+    ux, uy, uz = up
+    out = []
+    for x, y, z in rows:
+        c = x * ux + y * uy + z * uz
+        out.append(math.degrees(math.acos(-1.0 if c < -1.0 else (1.0 if c > 1.0 else c))))
+    return out
 
 
 def _guess_rate(t: np.ndarray) -> float:

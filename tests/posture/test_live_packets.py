@@ -6,6 +6,7 @@ gives: the same frames, postures and events, and angles equal to far below displ
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,41 @@ def _array_summary(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, g: np.ndarray
     m = int(k[-1] - k[0] + 1)
     return filters.Ticks(full.k[:m], full.count[:m], full.acc_g[:m], full.grav_g[:m], full.dyn_g[:m],
                          None if full.gyro_dps is None else full.gyro_dps[:m])
+
+
+@pytest.mark.parametrize("rate", [25.0, 50.0, 100.0])
+def test_low_pass_on_big_arrays_equals_scipy_to_the_bit(rate: float) -> None:
+    """Replay's minute-long batches take the same float-maths filter as live packets (no
+    ``scipy.signal`` import): still scipy's output to the bit, and the same split any way."""
+    x = np.random.default_rng(5).normal(0, 0.3, (3000, 3)) + np.array([0.1, 0.98, 0.05])
+    sos = filters.butter_lowpass_sos(2, 2.0, rate)
+    zi = filters.steady_state_zi(sos)[:, :, None] * x[0][None, None, :]
+    expected, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
+    lp = LowPass()
+    lp.retune(rate)
+    lp.reset(x[0])
+    got = np.concatenate([lp(x[:1234]), lp(x[1234:1239]), lp(x[1239:])])
+    assert np.array_equal(got, expected)
+    assert got.flags.c_contiguous
+
+
+def test_replay_never_imports_scipy_signal() -> None:
+    """``scipy.signal`` costs ~0.9 s of start-up: a tracker run on big batches must not load it."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from slouchd.model import SampleBatch
+from tests.posture.helpers import tracker
+t = np.arange(0, 120, 0.02)
+acc = np.tile([0.0, 0.0, 1.0], (t.size, 1)) + np.random.default_rng(1).normal(0, 0.01, (t.size, 3))
+r = tracker(dwell_s=30)
+r.tracker.process(SampleBatch(t, acc, np.zeros((t.size, 3))))
+r.tracker.flush()
+print("scipy.signal" in sys.modules)
+"""
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert res.stdout.strip() == "False"
