@@ -141,7 +141,7 @@ class ActivityClassifier:
         self._mag: deque[float] = deque(maxlen=k)
         self._raw_moving: deque[bool] = deque(maxlen=k)
         self._shaken: deque[int] = deque(maxlen=k)  # 0 calm, 1 shaken, 2 jolted
-        self._periodic: deque[bool] = deque(maxlen=k)
+        self._periodic: deque[bool | None] = deque(maxlen=k)  # None: not judged (yet)
         # After a whole-array update the history is kept as its arrays instead (g, smooth, dyn,
         # mag, raw moving, periodic), so replay's consecutive big calls do not convert back and
         # forth; the deques are refilled from them when a small call comes.
@@ -178,7 +178,7 @@ class ActivityClassifier:
         if self._arrays is None:
             self._arrays = (_history(self._gx, self._gy, self._gz), _history(self._sx, self._sy, self._sz),
                             np.array(self._dyn, dtype=float), np.array(self._mag, dtype=float),
-                            np.array(self._raw_moving, dtype=bool), np.array(self._periodic, dtype=bool),
+                            np.array(self._raw_moving, dtype=bool), self._periodic_history(),
                             np.array(self._shaken, dtype=np.int8), _history(self._tx, self._ty, self._tz))
         (g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist, shaken_hist,
          tilt_hist) = self._arrays
@@ -271,6 +271,46 @@ class ActivityClassifier:
         moving, walking, lifeless, alive, steady, mean_g = (list(x) for x in zip(*feats, strict=True))
         return moving, walking, lifeless, alive, steady, mean_g
 
+    def _confirmed(self) -> bool:
+        """Whether the gait was periodic at each of the last ``w_conf`` ticks (fewer right after a
+        reset). Ticks not judged yet are judged now, newest first: the first that is not periodic
+        settles it, so a non-walking tick costs one judgement (kept for the next ticks)."""
+        pq = self._periodic
+        n = len(pq)
+        for back in range(min(self.w_conf, n)):
+            p = pq[n - 1 - back]
+            if p is None:
+                p = pq[n - 1 - back] = self._periodic_at(back)
+            if not p:
+                return False
+        return True
+
+    def _periodic_at(self, back: int) -> bool:
+        """Whether the acceleration magnitude over the WALK_WINDOW_S ending ``back`` ticks before the
+        newest is periodic at a step or stride lag (the array path's test, one window)."""
+        ww = self.w_walk
+        if self._seen - back < ww:
+            return False
+        win = np.fromiter(islice(reversed(self._mag), back, back + ww), dtype=float, count=ww)[::-1]
+        win = win - win.mean()
+        # Every lag's sum of products in one call: corr[ww - 1 + lag] pairs win[i + lag] with
+        # win[i]. The sums may differ from the array path's in the last bit: they are only
+        # compared with WALK_MIN_CORR.
+        corr = np.correlate(win, win, "full")
+        energy = float(corr[ww - 1]) + 1e-12
+        lags = corr[ww - 1 + self._lag_lo:ww - 1 + self._lag_hi]
+        return bool(lags.size > 0 and max(0.0, float(lags.max())) / energy > WALK_MIN_CORR)
+
+    def _periodic_history(self) -> np.ndarray:
+        """The periodicity flags carried for the array path, the ticks it can still read judged
+        (older unjudged ones are never read again)."""
+        pq = self._periodic
+        n = len(pq)
+        for back in range(min(self.w_conf, n)):
+            if pq[n - 1 - back] is None:
+                pq[n - 1 - back] = self._periodic_at(back)
+        return np.array([bool(p) for p in pq], dtype=bool)
+
     def _refill_deques(self, arrays: tuple[np.ndarray, ...]) -> None:
         """Make the per-tick deques hold the history kept as arrays by the last big update."""
         g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist, shaken_hist, tilt_hist = arrays
@@ -305,21 +345,10 @@ class ActivityClassifier:
         self._seen += 1
         seen = self._seen
         avail = len(dq)
-        periodic = False
         ww = self.w_walk
-        if seen >= ww:
-            win = np.fromiter(_tail(self._mag, ww), dtype=float, count=ww)
-            win = win - win.mean()
-            # Every lag's sum of products in one call: corr[ww - 1 + lag] pairs win[i + lag] with
-            # win[i]. The sums may differ from the array path's in the last bit: they are only
-            # compared with WALK_MIN_CORR.
-            corr = np.correlate(win, win, "full")
-            energy = float(corr[ww - 1]) + 1e-12
-            lags = corr[ww - 1 + self._lag_lo:ww - 1 + self._lag_hi]
-            periodic = lags.size > 0 and max(0.0, float(lags.max())) / energy > WALK_MIN_CORR
-        pq = self._periodic
-        pq.append(periodic)
-        confirmed = False not in _tail(pq, self.w_conf)
+        # Gait periodicity is judged only when a decision needs it (see _confirmed): most ticks
+        # of a seated day are neither shaken nor moving, and it is the dearest feature.
+        self._periodic.append(None)
 
         # Tilt rate: the tilt averaged over TURN_SMOOTH_S now against 0.5 s earlier (the oldest
         # tick right after a reset), deg/s.
@@ -336,13 +365,13 @@ class ActivityClassifier:
         dyn3 = _mean(dq, 3)
         shaken = dyn3 > s.moving_g
         self._shaken.append(int(shaken) + (dyn3 > STEADY_MAX_G))
-        raw = (turn > s.turning_dps) or (confirmed and shaken)
+        raw = (turn > s.turning_dps) or (shaken and self._confirmed())
         if gyro_mag is not None:
             raw = raw or gyro_mag > s.moving_dps
         rq = self._raw_moving
         rq.append(raw)
         moving = _any(rq, self.w_hold)
-        walking = confirmed and moving and _mean(dq, ww) > s.moving_g
+        walking = moving and self._confirmed() and _mean(dq, ww) > s.moving_g
 
         w = self.w_smooth
         mx, my, mz = _mean(gx, w), _mean(gy, w), _mean(gz, w)

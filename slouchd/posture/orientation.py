@@ -271,20 +271,27 @@ class OrientationFilter:
         rate_arr = None if rates is None else np.array(rates, dtype=float)
         return np.array(rows, dtype=float).reshape(-1, 3), rate_arr
 
-    def run_rows(self, grav_g: np.ndarray, gyro_dps: np.ndarray | None
+    def run_rows(self, grav_g: np.ndarray | list[list[float]], gyro_dps: np.ndarray | list[list[float]] | None
                  ) -> tuple[list[list[float]], list[float] | None]:
         """:meth:`run` with plain lists out: gravity rows (x, y, z) and rates (deg/s) or None (the
         per-tick path uses them as floats; building arrays only to convert them back cost more
         than the maths)."""
-        n = grav_g.shape[0]
+        n = len(grav_g)
         out: list[list[float]] = []
         rate_mag: list[float] | None = None if gyro_dps is None else []
         to_dps = math.degrees(1.0) / self.tick_s
         if n <= SCALAR_MAX_TICKS:
             a_unit, mag_ok = self._prepare_scalar(grav_g)
         else:
-            a_unit, mag_ok = self._prepare(grav_g)
-        rates = None if gyro_dps is None else (np.radians(gyro_dps) * self.tick_s).tolist()
+            a_unit, mag_ok = self._prepare(np.asarray(grav_g, dtype=float))
+        if gyro_dps is None:
+            rates = None
+        elif isinstance(gyro_dps, np.ndarray):
+            rates = (np.radians(gyro_dps) * self.tick_s).tolist()
+        else:
+            # math.radians multiplies by the same pi / 180 as np.radians: the same floats.
+            rad, ts = math.radians, self.tick_s
+            rates = [[rad(x) * ts, rad(y) * ts, rad(z) * ts] for x, y, z in gyro_dps]
         g = self.g
         bias = self.bias
         k_gyro, k_acc = self.k_gyro, self.k_acc
@@ -349,10 +356,11 @@ class OrientationFilter:
         a_unit = (grav_g / np.maximum(mag, 1e-9)[:, None]).tolist()
         return a_unit, (np.abs(mag - 1.0) < self.reject_g).tolist()
 
-    def _prepare_scalar(self, grav_g: np.ndarray) -> tuple[list[list[float]], list[bool]]:
+    def _prepare_scalar(self, grav_g: np.ndarray | list[list[float]]
+                        ) -> tuple[list[list[float]], list[bool]]:
         """:meth:`_prepare` for a few ticks in float maths (the same operations, in the same order)."""
         a_unit, mag_ok = [], []
-        for x, y, z in grav_g.tolist():
+        for x, y, z in (grav_g.tolist() if isinstance(grav_g, np.ndarray) else grav_g):
             mag = math.sqrt(x * x + y * y + z * z)
             m = max(mag, 1e-9)
             a_unit.append([x / m, y / m, z / m])

@@ -18,6 +18,7 @@ them. Wall-clock rules (quiet hours, midnight) use ``t_s + epoch_offset_s`` in `
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from slouchd.posture.filters import (
     bridge_ticks,
     gap_starts,
     increasing_mask,
+    summarise_columns,
     summarise_ticks,
 )
 from slouchd.posture.orientation import (
@@ -119,7 +121,9 @@ class PostureTracker:
         self._wellbeing = wb.Wellbeing(wellbeing)
         self._slouch = st.SlouchStage(self._detector, self._wellbeing, self.clock)
         self._last_t = -math.inf
-        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        # Samples of the tick not yet complete: times, and columns (x, y, z lists) of raw and
+        # low-passed acceleration and of the gyro (None without).
+        self._pending: tuple[list[float], Cols, Cols, Cols | None] | None = None
         self._last_tick_end = -math.inf
         self._cal_request: float | None = None
         self._cal_forward = False
@@ -150,13 +154,21 @@ class PostureTracker:
         t = np.asarray(batch.t_s, dtype=float)
         acc = np.asarray(batch.acc_g, dtype=float)
         gyro = None if batch.gyro_dps is None else np.asarray(batch.gyro_dps, dtype=float)
-        if self._clean_continuation(t, acc, gyro):
-            # The live case (a radio packet following on from the last): nothing to drop or split.
-            if self._pending is not None and (self._pending[3] is None) != (gyro is None):
-                self._flush(out)
-            self._segment(t, acc, gyro, out)
-            self._last_t = float(t[-1])
-            return out
+        if t.size <= SCALAR_MAX_SAMPLES and self._lp.rate_hz is not None:
+            cols = self._clean_continuation(t, acc, gyro)
+            if cols is not None:
+                # The live case (a radio packet following on from the last): nothing to drop or
+                # split, and plain lists from here on.
+                if self._pending is not None and (self._pending[3] is None) != (gyro is None):
+                    self._flush(out)
+                self._segment_small(*cols, out)
+                self._last_t = cols[0][-1]
+                return out
+        self._general(t, acc, gyro, out)
+        return out
+
+    def _general(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, out: TrackerOutput) -> None:
+        """:meth:`process` for any batch: drop non-finite and not-increasing samples, split at gaps."""
         finite = np.isfinite(t) & np.all(np.isfinite(acc), axis=1)
         if gyro is not None:
             finite &= np.all(np.isfinite(gyro), axis=1)
@@ -168,7 +180,7 @@ class PostureTracker:
             t, acc = t[keep], acc[keep]
             gyro = None if gyro is None else gyro[keep]
         if t.size == 0:
-            return out
+            return
         if self._pending is not None and (self._pending[3] is None) != (gyro is None):
             self._flush(out)  # the sensor switched gyro on/off: close the tick without mixing
         starts = gap_starts(t, self._last_t, self.activity_settings.gap_s)
@@ -180,7 +192,6 @@ class PostureTracker:
                 self._gap(float(t[a]), out)
             self._segment(t[a:b], acc[a:b], None if gyro is None else gyro[a:b], out)
         self._last_t = float(t[-1])
-        return out
 
     def flush(self) -> TrackerOutput:
         """Close the last, partial tick (end of a recording)."""
@@ -252,19 +263,27 @@ class PostureTracker:
 
     # ------------------------------------------------------------------------------ internals
 
-    def _clean_continuation(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None) -> bool:
-        """Whether the batch is all finite, strictly increasing from the last sample and without a
-        gap: then the general path would keep every sample and make one segment of them."""
-        if t.size > SCALAR_MAX_SAMPLES:
-            return False
+    def _clean_continuation(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None
+                            ) -> tuple[list[float], Cols, Cols | None] | None:
+        """A few samples as lists (times; x, y, z columns of acceleration and gyro) if they are all
+        finite, strictly increasing from the last sample and without a gap (then the general
+        path would keep every sample and make one segment of them); else None."""
+        times = t.tolist()
         prev = self._last_t
         gap = self.activity_settings.gap_s
-        for x in t.tolist():
+        for x in times:
             # Written so that NaN fails too.
             if not (x > prev and x - prev <= gap):
-                return False
+                return None
             prev = x
-        return bool(np.isfinite(acc).all() and (gyro is None or np.isfinite(gyro).all()))
+        acc_c = acc.T.tolist()
+        gyro_c = None if gyro is None else gyro.T.tolist()
+        # A sum is finite only if every term is (or overflowed: then the general path decides).
+        isfinite = math.isfinite
+        for col in acc_c if gyro_c is None else acc_c + gyro_c:
+            if not isfinite(sum(col)):
+                return None
+        return times, acc_c, gyro_c
 
     def _count(self, reason: str, n: int) -> None:
         if n:
@@ -310,8 +329,7 @@ class PostureTracker:
             return
         t, acc, lp, gyro = self._pending
         self._pending = None
-        k = np.floor(t / TICK_S).astype(np.int64)
-        self._ticks(summarise_ticks(k, acc, lp, gyro), out)
+        self._ticks(summarise_columns([math.floor(x / TICK_S) for x in t], acc, lp, gyro), out)
 
     def _segment(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, out: TrackerOutput) -> None:
         """Samples with no gap inside (and none since the previous call)."""
@@ -329,14 +347,42 @@ class PostureTracker:
             self._prebuf = None
             self._lp.retune(_guess_rate(t))
         if t.size <= SCALAR_MAX_SAMPLES:
-            times = t.tolist()
-            if self._pending is not None:
-                times.insert(0, float(self._pending[0][-1]))
-            rate = self._rate.update([b - a for a, b in itertools.pairwise(times)])
-        elif self._pending is None:
-            rate = self._rate.update(np.diff(t))
+            self._segment_small(t.tolist(), acc.T.tolist(), None if gyro is None else gyro.T.tolist(), out)
         else:
-            rate = self._rate.update(np.diff(t, prepend=self._pending[0][-1]))
+            self._segment_big(t, acc, gyro, out)
+
+    def _segment_small(self, t: list[float], acc: Cols, gyro: Cols | None, out: TrackerOutput) -> None:
+        """:meth:`_segment` for a radio packet or a tick's worth of samples, on plain lists (times;
+        x, y, z columns): the same arithmetic as the array path without its per-call overhead."""
+        pend = self._pending
+        times = t if pend is None else [pend[0][-1], *t]
+        rate = self._rate.update([b - a for a, b in itertools.pairwise(times)])
+        if rate is not None:
+            self._lp.retune(rate)
+        if self._lp_reset_pending:
+            self._lp.reset([c[0] for c in acc])
+            self._lp_reset_pending = False
+        lp = self._lp.columns(acc)
+        self._frames.start(t[0])
+        if pend is not None:
+            pt, pa, pl, pg = pend
+            t = pt + t
+            acc = [a + b for a, b in zip(pa, acc, strict=True)]
+            lp = [a + b for a, b in zip(pl, lp, strict=True)]
+            gyro = None if gyro is None or pg is None else [a + b for a, b in zip(pg, gyro, strict=True)]
+        k = [math.floor(x / TICK_S) for x in t]  # the same as np.floor(t / TICK_S)
+        cut = bisect.bisect_left(k, k[-1])
+        self._pending = (t[cut:], [c[cut:] for c in acc], [c[cut:] for c in lp],
+                         None if gyro is None else [c[cut:] for c in gyro])
+        if cut > 0:
+            self._ticks(summarise_columns(k[:cut], [c[:cut] for c in acc], [c[:cut] for c in lp],
+                                          None if gyro is None else [c[:cut] for c in gyro]), out)
+
+    def _segment_big(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None,
+                     out: TrackerOutput) -> None:
+        """:meth:`_segment` for many samples (replay's minute-long batches) on whole arrays."""
+        pend = self._pending
+        rate = self._rate.update(np.diff(t) if pend is None else np.diff(t, prepend=pend[0][-1]))
         if rate is not None:
             self._lp.retune(rate)
         if self._lp_reset_pending:
@@ -344,16 +390,16 @@ class PostureTracker:
             self._lp_reset_pending = False
         lp = self._lp(acc)
         self._frames.start(float(t[0]))
-        if self._pending is not None:
-            pt, pa, pl, pg = self._pending
+        if pend is not None:
+            pt, pa, pl, pg = pend
             t = np.concatenate((pt, t))
-            acc = np.concatenate((pa, acc))
-            lp = np.concatenate((pl, lp))
-            gyro = None if gyro is None or pg is None else np.concatenate((pg, gyro))
+            acc = np.concatenate((np.array(pa).T, acc))
+            lp = np.concatenate((np.array(pl).T, lp))
+            gyro = None if gyro is None or pg is None else np.concatenate((np.array(pg).T, gyro))
         k = np.floor(t / TICK_S).astype(np.int64)
-        last = k[-1]
-        cut = int(np.searchsorted(k, last, side="left"))
-        self._pending = (t[cut:], acc[cut:], lp[cut:], None if gyro is None else gyro[cut:])
+        cut = int(np.searchsorted(k, k[-1], side="left"))
+        self._pending = (t[cut:].tolist(), acc[cut:].T.tolist(), lp[cut:].T.tolist(),
+                         None if gyro is None else gyro[cut:].T.tolist())
         if cut > 0:
             gyro_done = None if gyro is None else gyro[:cut]
             self._ticks(summarise_ticks(k[:cut], acc[:cut], lp[:cut], gyro_done), out)
@@ -443,20 +489,24 @@ class PostureTracker:
         """Gravity, activity features and mount tilt per tick, as lists of floats. A few ticks
         (the live path) in float maths; many (replay) on whole arrays."""
         spt = (self._lp.rate_hz or 50.0) * TICK_S
-        t_end = [(k + 1) * TICK_S for k in ticks.k.tolist()]
+        t_end = [(k + 1) * TICK_S for k in _as_list(ticks.k)]
         up_m = None if self.mount is None else self.mount.up_vector
         if len(ticks) <= SCALAR_MAX_TICKS:
-            g, gyro_mag = self._orient.run_rows(ticks.grav_g, ticks.gyro_dps)
-            g_acc = _unit_rows(ticks.grav_g.tolist())
-            amag = [math.sqrt(x * x + y * y + z * z) for x, y, z in ticks.acc_g.tolist()]
-            f = self._activity.update_rows(g_acc, ticks.dyn_g.tolist(), amag, gyro_mag, spt, g)
+            grav = _as_list(ticks.grav_g)
+            gyro = None if ticks.gyro_dps is None else _as_list(ticks.gyro_dps)
+            g, gyro_mag = self._orient.run_rows(grav, gyro)
+            g_acc = _unit_rows(grav)
+            amag = [math.sqrt(x * x + y * y + z * z) for x, y, z in _as_list(ticks.acc_g)]
+            f = self._activity.update_rows(g_acc, _as_list(ticks.dyn_g), amag, gyro_mag, spt, g)
             mount_tilt = None if up_m is None else _tilt_from(g_acc, up_m.tolist())
             return _TickInputs(t_end, g, *f, mount_tilt)
-        g_arr, gyro_arr = self._orient.run(ticks.grav_g, ticks.dyn_g, ticks.gyro_dps,
-                                           self.activity_settings.moving_g)
-        g_acc_arr = unit(ticks.grav_g)
-        feats = self._activity.update(g_acc_arr, ticks.dyn_g, np.linalg.norm(ticks.acc_g, axis=1),
-                                      gyro_arr, spt, g_arr)
+        grav_arr = np.asarray(ticks.grav_g, dtype=float)
+        dyn_arr = np.asarray(ticks.dyn_g, dtype=float)
+        gyro_in = None if ticks.gyro_dps is None else np.asarray(ticks.gyro_dps, dtype=float)
+        g_arr, gyro_arr = self._orient.run(grav_arr, dyn_arr, gyro_in, self.activity_settings.moving_g)
+        g_acc_arr = unit(grav_arr)
+        amag_arr = np.linalg.norm(np.asarray(ticks.acc_g, dtype=float), axis=1)
+        feats = self._activity.update(g_acc_arr, dyn_arr, amag_arr, gyro_arr, spt, g_arr)
         mount_tilt = (None if up_m is None
                       else np.degrees(np.arccos(np.clip(g_acc_arr @ up_m, -1, 1))).tolist())
         return _TickInputs(t_end, g_arr, feats.moving.tolist(), feats.walking.tolist(),
@@ -585,6 +635,15 @@ def _cal_data(cal: Calibration | None) -> dict[str, Any]:
         return {}
     d = cal.to_dict()
     return {"up": d["up"], "forward": d["forward"], "source": d["source"], "axis_source": d["axis_source"]}
+
+
+Cols = list[list[float]]
+"""Samples as columns: x, y and z, each a list of floats."""
+
+
+def _as_list(x: Any) -> Any:
+    """A :class:`Ticks` field as lists (they are arrays on the whole-array path)."""
+    return x.tolist() if isinstance(x, np.ndarray) else x
 
 
 @dataclass(slots=True)
