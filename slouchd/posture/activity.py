@@ -120,6 +120,7 @@ class ActivityClassifier:
         self._lag_hi = min(self.lags.stop, self.w_walk)  # lags of a whole window or more are skipped
         # Enough history that every window (including windows of smoothed values) spans batch edges.
         self.keep = max(self.w_long, self.w_walk, self.w_smooth, self.w_hold, self.w_conf) + 10
+        self._turn_lag = max(1, round(0.5 / tick_s))
         self.reset()
 
     def reset(self) -> None:
@@ -151,6 +152,13 @@ class ActivityClassifier:
         # of each per tick: smoothed tilt (x, y, z), body motion, raw motion, shaken levels.
         self._long = _TailSums(self.w_long, (self._sx, self._sy, self._sz, self._dyn, self._raw_moving,
                                              self._shaken))
+        # ...and over the short windows: the tilt averaged for the turn rate, the smoothed tilt,
+        # the wobble and mean of the calibration window; the turn's averages of every kept tick.
+        self._turn_sums = _TailSums(self.w_turn, (self._tx, self._ty, self._tz))
+        self._smooth_sums = _TailSums(self.w_smooth, (self._gx, self._gy, self._gz))
+        self._short_sums = _TailSums(self.w_short, (self._sx, self._sy, self._sz,
+                                                    self._gx, self._gy, self._gz))
+        self._turn_means: deque[tuple[float, float, float]] = deque(maxlen=k)
 
     def update(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
                gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
@@ -323,7 +331,14 @@ class ActivityClassifier:
                         (self._periodic, periodic_hist), (self._shaken, shaken_hist)):
             dq.clear()
             dq.extend(arr.tolist())
-        self._long.resum()
+        for sums in (self._long, self._turn_sums, self._smooth_sums, self._short_sums):
+            sums.resum()
+        tx, ty, tz, w = list(self._tx), list(self._ty), list(self._tz), self.w_turn
+        self._turn_means.clear()
+        for i in range(len(tx)):
+            a = max(0, i - w + 1)
+            n = i + 1 - a
+            self._turn_means.append((sum(tx[a:i + 1]) / n, sum(ty[a:i + 1]) / n, sum(tz[a:i + 1]) / n))
 
     def _step(self, g: list[float], dyn: float, mag: float, gyro_mag: float | None,
               noise_k: float, tilt: list[float]
@@ -352,12 +367,15 @@ class ActivityClassifier:
 
         # Tilt rate: the tilt averaged over TURN_SMOOTH_S now against 0.5 s earlier (the oldest
         # tick right after a reset), deg/s.
-        lag = max(1, round(0.5 / self.tick_s))
+        lag = self._turn_lag
         j = avail - 1 - lag if avail > lag else 0
-        w = self.w_turn
-        back = avail - 1 - j
-        cx, cy, cz = _window_mean(tx, 0, w), _window_mean(ty, 0, w), _window_mean(tz, 0, w)
-        px, py, pz = _window_mean(tx, back, w), _window_mean(ty, back, w), _window_mean(tz, back, w)
+        tw = self._turn_sums
+        tw.pushed()
+        tn = min(self.w_turn, avail)
+        cx, cy, cz = tw.sums[0] / tn, tw.sums[1] / tn, tw.sums[2] / tn
+        means = self._turn_means  # the same smoothed tilt of every earlier tick, in step with tx
+        means.append((cx, cy, cz))
+        px, py, pz = means[j]
         cos_turn = (cx * px + cy * py + cz * pz) / max(
             math.sqrt(cx * cx + cy * cy + cz * cz) * math.sqrt(px * px + py * py + pz * pz), 1e-12)
         # numpy's arccos (not math.acos, which can differ in the last bit) as in the array path.
@@ -373,13 +391,19 @@ class ActivityClassifier:
         moving = _any(rq, self.w_hold)
         walking = moving and self._confirmed() and _mean(dq, ww) > s.moving_g
 
-        w = self.w_smooth
-        mx, my, mz = _mean(gx, w), _mean(gy, w), _mean(gz, w)
+        sm = self._smooth_sums
+        sm.pushed()
+        n_sm = min(self.w_smooth, avail)
+        mx, my, mz = sm.sums[0] / n_sm, sm.sums[1] / n_sm, sm.sums[2] / n_sm
         norm = max(math.sqrt(mx * mx + my * my + mz * mz), 1e-9)
         sx, sy, sz = self._sx, self._sy, self._sz
         sx.append(mx / norm)
         sy.append(my / norm)
         sz.append(mz / norm)
+        short = self._short_sums
+        short.pushed()
+        n_short = min(self.w_short, avail)
+        ssx, ssy, ssz, sgx, sgy, sgz = (v / n_short for v in short.sums)
         lw = self._long
         lw.pushed()
         long_n = min(self.w_long, avail)
@@ -388,11 +412,10 @@ class ActivityClassifier:
         limit = max(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
         lifeless = (seen >= self.w_long and not lraw and not lshaken
                     and _wobble_of(lsx / long_n, lsy / long_n, lsz / long_n) < limit)
-        alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving or shaken
+        alive = _wobble_of(ssx, ssy, ssz) > 2 * limit or moving or shaken
         steady = (seen >= self.w_short and not _any(rq, self.w_short)
                   and _max(self._shaken, self.w_short) < 2)
-        ws = self.w_short
-        return moving, walking, lifeless, alive, steady, (_mean(gx, ws), _mean(gy, ws), _mean(gz, ws))
+        return moving, walking, lifeless, alive, steady, (sgx, sgy, sgz)
 
 
 def _history(x: deque[float], y: deque[float], z: deque[float]) -> np.ndarray:
