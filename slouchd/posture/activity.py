@@ -179,7 +179,8 @@ class ActivityClassifier:
             rows = self.update_rows(g.tolist(), dyn_g.tolist(), amag_g.tolist(),
                                     None if gyro_mag_dps is None else gyro_mag_dps.tolist(),
                                     samples_per_tick, tilt.tolist())
-            return ActivityFeatures(*(np.array(x, dtype=bool) for x in rows[:5]),
+            flags = [np.array(x, dtype=bool) for x in rows[:5]]
+            return ActivityFeatures(flags[0], flags[1], flags[2], flags[3], flags[4],
                                     np.array(rows[5], dtype=float).reshape(-1, 3))
         s = self.settings
         seen = self._seen + np.arange(1, n + 1)  # ticks since the last reset, per new tick
@@ -327,10 +328,12 @@ class ActivityClassifier:
                            (*g_hist.T, *smooth_hist.T, *tilt_hist.T), strict=True):
             dq.clear()
             dq.extend(col.tolist())
-        for dq, arr in ((self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
-                        (self._periodic, periodic_hist), (self._shaken, shaken_hist)):
-            dq.clear()
-            dq.extend(arr.tolist())
+        flags: tuple[tuple[deque, np.ndarray], ...] = (
+            (self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
+            (self._periodic, periodic_hist), (self._shaken, shaken_hist))
+        for fq, arr in flags:
+            fq.clear()
+            fq.extend(arr.tolist())
         for sums in (self._long, self._turn_sums, self._smooth_sums, self._short_sums):
             sums.resum()
         tx, ty, tz, w = list(self._tx), list(self._ty), list(self._tz), self.w_turn

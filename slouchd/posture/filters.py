@@ -200,7 +200,7 @@ class LowPass:
             for s, (b0, b1, b2, _a0, a1, a2) in enumerate(self._sos_rows):
                 zs = z[s]
                 z0, z1 = zs[0][c], zs[1][c]
-                out = []
+                out: list[float] = []
                 append = out.append
                 for x_cur in col:
                     y = b0 * x_cur + z0
