@@ -177,3 +177,26 @@ print("scipy.signal" in sys.modules)
     root = Path(__file__).resolve().parents[2]
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert res.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "inf-inf"])
+def test_non_finite_values_in_small_packets_are_dropped_and_counted_as_in_one_batch(bad: object) -> None:
+    """The live path checks finiteness on plain lists (a column sum): a NaN, an infinity or a pair
+    of opposite infinities in one packet must still be dropped and counted like the batch path."""
+    day = _day(True)
+    acc = day.acc_g.copy()
+    gyro = day.gyro_dps.copy()  # type: ignore[union-attr]
+    rows = [1003, 2507, 4001]
+    for r in rows:
+        if bad == "inf-inf":
+            acc[r, 0], acc[r + 1, 0] = math.inf, -math.inf
+        else:
+            acc[r, 1] = bad  # type: ignore[assignment]
+    gyro[3002, 2] = math.nan
+    dirty = SampleBatch(day.t_s, acc, gyro)
+    ref = _run([dirty])
+    got = _run(_packets(dirty, [5]))
+    _assert_same(got, ref)
+    n_bad = (2 if bad == "inf-inf" else 1) * len(rows) + 1
+    assert ref.tracker.dropped.get("non_finite") == n_bad
+    assert got.tracker.dropped.get("non_finite") == n_bad
