@@ -51,8 +51,6 @@ from slouchd.posture.orientation import (
     OrientationFilter,
     angle_rows,
     angles,
-    forward_from_mount,
-    forward_from_two_poses,
     unit,
 )
 from slouchd.posture.settings import (
@@ -64,8 +62,7 @@ from slouchd.posture.settings import (
 
 RATE_MIN_SAMPLES = 8
 """Samples needed before the first filter design (the rate is measured from them)."""
-TWO_POSE_MIN_DEG = 10.0
-"""A deliberate forward bend for the two-pose calibration must tilt at least this much, degrees."""
+TWO_POSE_MIN_DEG = st.TWO_POSE_MIN_DEG
 
 
 @dataclass
@@ -104,9 +101,11 @@ class PostureTracker:
         self.activity_settings = activity or ActivitySettings()
         self.frame_interval_s = max(float(frame_interval_s), TICK_S)
         self.clock = wb.LocalClock(epoch_offset_s, tz, list(detection.quiet_hours))
-        self.calibration: Calibration | None = None
+        self._detector = det.SlouchDetector(detection, self.activity_settings.motion_reset_s,
+                                            self.activity_settings.motion_hold_s + 0.5)
+        self._cal = st.CalibrationStage(self.cal_settings, mount, self._detector)
         if calibration is not None:
-            self._set_calibration(calibration)
+            self._cal.set(calibration)
         self._frames = st.FrameStage(self.frame_interval_s, PostureFrame(
             0.0, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False, self.calibration is not None))
         self.dropped: dict[str, int] = {}
@@ -116,8 +115,6 @@ class PostureTracker:
         self._orient = OrientationFilter(TICK_S)
         self._activity = ActivityClassifier(self.activity_settings, TICK_S)
         self._learner = AxisLearner()
-        self._detector = det.SlouchDetector(detection, self.activity_settings.motion_reset_s,
-                                            self.activity_settings.motion_hold_s + 0.5)
         self._wellbeing = wb.Wellbeing(wellbeing)
         self._slouch = st.SlouchStage(self._detector, self._wellbeing, self.clock)
         self._last_t = -math.inf
@@ -125,17 +122,22 @@ class PostureTracker:
         # low-passed acceleration and of the gyro (None without).
         self._pending: tuple[list[float], Cols, Cols, Cols | None] | None = None
         self._last_tick_end = -math.inf
-        self._cal_request: float | None = None
-        self._cal_forward = False
-        self._steady_ticks = 0
         self._wear = st.WearStage()
-        self._recal_pending = False
         self._seen_data = False
         self._lp_reset_pending = True
         self._prebuf: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._last_tick: Ticks | None = None  # the last tick decided in this segment (held over drops)
 
     # ----------------------------------------------------------------------------- public API
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The upright reference in force (None before the first)."""
+        return self._cal.calibration
+
+    @calibration.setter
+    def calibration(self, cal: Calibration | None) -> None:
+        self._cal.calibration = cal
 
     @property
     def frame(self) -> PostureFrame:
@@ -197,13 +199,8 @@ class PostureTracker:
         """Close the last, partial tick (end of a recording)."""
         out = TrackerOutput()
         self._flush(out)
-        if self._cal_request is not None:
-            # A calibration asked for and never judged must still get its answer.
-            t_end = self._last_tick_end if math.isfinite(self._last_tick_end) else 0.0
-            out.events.append(Event(t_end, EventKind.CALIBRATION_FAILED, {
-                "reason": "the recording ended before a still window of "
-                          f"{max(self.cal_settings.still_s, 2.0):g} s"}))
-            self._cal_request = None
+        # A calibration asked for and never judged must still get its answer.
+        self._cal.unanswered(self._last_tick_end if math.isfinite(self._last_tick_end) else 0.0, out.events)
         return out
 
     def request_calibration(self, forward: bool = False) -> None:
@@ -213,9 +210,7 @@ class PostureTracker:
         deliberate forward bend (>= 10 deg) whose direction defines the forward axis. Either way
         the outcome is a ``calibrated`` or ``calibration_failed`` event (with ``reason``).
         """
-        self._cal_request = self._last_t if math.isfinite(self._last_t) else -math.inf
-        self._cal_forward = forward
-        self._steady_ticks = 0
+        self._cal.ask(self._last_t, forward)
 
     def set_detection(self, detection: DetectionSettings) -> None:
         """New ``[detection]`` settings, applied from the next tick."""
@@ -255,7 +250,7 @@ class PostureTracker:
         """
         cal = d.get("calibration")
         if cal is not None:
-            self._set_calibration(Calibration.from_dict(cal))
+            self._cal.set(Calibration.from_dict(cal))
         if d.get("totals"):
             self._wellbeing.totals = wb.DayTotals.from_dict(d["totals"])
             self.clock.hold_day(self._wellbeing.totals.date)
@@ -289,11 +284,6 @@ class PostureTracker:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
-    def _set_calibration(self, cal: Calibration) -> None:
-        if self.mount is not None:
-            cal = cal.with_forward(forward_from_mount(self.mount), "mount")
-        self.calibration = cal
-
     def _gap(self, t_next: float, out: TrackerOutput) -> None:
         """Samples resume at ``t_next`` after a gap (or for the first time): close what came before,
         report the gap as unknown, and restart the filters."""
@@ -316,12 +306,10 @@ class PostureTracker:
             self._frames.emit_until(gap_end, out.frames)
         self._seen_data = True
         self._last_tick = None
-        if self._cal_request is not None:
-            self._cal_request = -math.inf  # a requested calibration waits for the data to resume
+        self._cal.gap()  # a requested calibration waits for the data to resume
         self._orient.reset()
         self._activity.reset()
         self._rate.reset()
-        self._steady_ticks = 0
         self._lp_reset_pending = True
 
     def _flush(self, out: TrackerOutput) -> None:
@@ -430,7 +418,8 @@ class PostureTracker:
                 tilt_now, lying_limit = 0.0, 180.0
             worn = self._wear_step(t, tilt_now, lying_limit, inp, i, events)
             # --- calibration
-            if self._calibration_step(t, inp.steady[i], worn, inp.mean_g[i], mount_tilt, i, events):
+            if self._cal.step(t, inp.steady[i], worn, inp.mean_g[i],
+                              None if mount_tilt is None else mount_tilt[i], events):
                 cal = self.calibration
                 flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
             # --- activity, the slouch detector and wellbeing
@@ -461,7 +450,7 @@ class PostureTracker:
         wear = self._wear
         if (wear.step(t, tilt_now, lying_limit, inp.moving[i], inp.lifeless[i], inp.alive[i])
                 and self.calibration is not None):
-            self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
+            self._cal.recal_pending = self.cal_settings.auto  # put back on: it sits differently
         return wear.worn
 
     def _frame(self, t: float, flex: float, lat: float | None, judged: bool, act: int, slouching: bool,
@@ -483,7 +472,7 @@ class PostureTracker:
         if fwd is not None:
             self.calibration = cal.with_forward(fwd, "learned")
             events.append(Event(self._last_tick_end, EventKind.CALIBRATED, {
-                **_cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+                **st.cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
 
     def _inputs(self, ticks: Ticks) -> _TickInputs:
         """Gravity, activity features and mount tilt per tick, as lists of floats. A few ticks
@@ -513,20 +502,6 @@ class PostureTracker:
                            feats.lifeless.tolist(), feats.alive.tolist(), feats.steady.tolist(),
                            feats.mean_g, mount_tilt)
 
-    def _calibration_step(self, t: float, steady: bool, worn: bool, mean_g: np.ndarray,
-                          mount_tilt: list[float] | None, i: int, events: list[Event]) -> bool:
-        """Count still ticks and take a requested or automatic upright reference when its window
-        is complete. Returns whether the calibration changed at this tick."""
-        # A requested calibration judges the window itself (and says why it refuses it).
-        if steady and (worn or self._cal_request is not None):
-            self._steady_ticks += 1
-        else:
-            self._steady_ticks = 0
-        auto_due = (self.calibration is None or self._recal_pending) and self.cal_settings.auto
-        if self._cal_request is not None or auto_due:
-            return self._try_calibrate(t, mean_g, worn, mount_tilt, i, events) is not None
-        return False
-
     def _angles(self, g: np.ndarray | list[list[float]],
                 cal: Calibration | None) -> tuple[list[float], list[float] | None, list[float]]:
         if cal is None:
@@ -537,88 +512,6 @@ class PostureTracker:
         flex, lat, tilt = angles(g, cal)
         return flex.tolist(), None if lat is None else lat.tolist(), tilt.tolist()
 
-    def _try_calibrate(self, t: float, mean_g: np.ndarray, worn: bool, mount_tilt: list[float] | None,
-                       i: int, events: list[Event]) -> Calibration | None:
-        cs = self.cal_settings
-        requested = self._cal_request is not None
-        if requested:
-            if self._cal_request == -math.inf:
-                # Requested before any sample, or the data stopped meanwhile: the wait starts
-                # with the first tick of data (whose start is t - TICK_S).
-                self._cal_request = t - TICK_S
-            since = t - (self._cal_request if self._cal_request is not None else t)
-            needed = max(cs.still_s, 2.0)
-            if self._steady_ticks * TICK_S + 2.0 - TICK_S >= needed - 1e-9 and since >= needed - 1e-9:
-                return self._calibrate_now(t, mean_g, mount_tilt, i, events)
-            if since > cs.timeout_s:
-                reason = ("sensor not worn (no body motion)" if not worn
-                          else f"kept moving: no still window of {needed:g} s within {cs.timeout_s:g} s")
-                events.append(Event(t, EventKind.CALIBRATION_FAILED, {"reason": reason}))
-                self._cal_request = None
-            return None
-        # Automatic: the first calibration, or again after the sensor was taken off and put back.
-        if not worn or self._steady_ticks * TICK_S + 2.0 - TICK_S < cs.auto_still_s - 1e-9:
-            return None
-        up = unit(np.asarray(mean_g, float))
-        prev = self.calibration
-        if mount_tilt is not None:
-            if mount_tilt[i] > cs.auto_max_tilt_deg:
-                return None
-        elif prev is not None and float(up @ np.asarray(prev.up)) < math.cos(
-                math.radians(cs.auto_max_tilt_deg)):
-            return None
-        cal = Calibration(tuple(float(x) for x in up), None, t, "auto", "none")  # type: ignore[arg-type]
-        if prev is not None and prev.forward is not None and self.mount is None:
-            cal = cal.with_forward(np.asarray(prev.forward), prev.axis_source)
-        self._set_calibration(cal)
-        self._recal_pending = False
-        self._detector.end(t, events)
-        if prev is None:
-            why = f"automatic: first still window of {cs.auto_still_s:g} s"
-        else:
-            why = f"automatic: sensor put back on, first still window of {cs.auto_still_s:g} s"
-        events.append(Event(t, EventKind.CALIBRATED, {
-            **_cal_data(self.calibration),
-            "reason": why + ("" if mount_tilt is None else " upright for the mount")}))
-        return self.calibration
-
-    def _calibrate_now(self, t: float, mean_g: np.ndarray, mount_tilt: list[float] | None, i: int,
-                       events: list[Event]) -> Calibration | None:
-        self._cal_request = None
-        g = unit(np.asarray(mean_g, float))
-        if self._cal_forward:
-            self._cal_forward = False
-            cur = self.calibration
-            if cur is None:
-                events.append(Event(t, EventKind.CALIBRATION_FAILED,
-                                    {"reason": "forward pose needs an upright calibration first"}))
-                return None
-            bend = math.degrees(math.acos(max(-1.0, min(1.0, float(g @ np.asarray(cur.up))))))
-            fwd = forward_from_two_poses(np.asarray(cur.up), g) if bend >= TWO_POSE_MIN_DEG else None
-            if fwd is None:
-                events.append(Event(t, EventKind.CALIBRATION_FAILED, {
-                    "reason": f"forward pose only {bend:.0f} deg from upright (need {TWO_POSE_MIN_DEG:g})"}))
-                return None
-            self.calibration = cur.with_forward(fwd, "two_pose")
-            events.append(Event(t, EventKind.CALIBRATED, {**_cal_data(self.calibration),
-                                                          "reason": "two-pose: forward axis from a bend"}))
-            return self.calibration
-        if mount_tilt is not None and mount_tilt[i] > 90.0:
-            events.append(Event(t, EventKind.CALIBRATION_FAILED, {
-                "reason": f"sensor tilted {mount_tilt[i]:.0f} deg from the mount's up axis {self.mount.up}: "  # type: ignore[union-attr]
-                          "check --mount / the wearer's mount"}))
-            return None
-        prev = self.calibration
-        cal = Calibration(tuple(float(x) for x in g), None, t, "requested", "none")  # type: ignore[arg-type]
-        if prev is not None and prev.forward is not None and self.mount is None:
-            # Same sensor, same mount: keep the learned axis, re-squared to the new upright.
-            cal = cal.with_forward(np.asarray(prev.forward), prev.axis_source)
-        self._set_calibration(cal)
-        self._detector.end(t, events)
-        events.append(Event(t, EventKind.CALIBRATED, {**_cal_data(self.calibration),  # type: ignore[union-attr]
-                                                      "reason": "requested"}))
-        return self.calibration
-
     def _roll_day(self, t: float, events: list[Event]) -> None:
         tot = self._wellbeing.totals
         new_date = self.clock.day.isoformat() if self.clock.day else ""
@@ -627,14 +520,6 @@ class PostureTracker:
             self._wellbeing.totals = wb.DayTotals(date=new_date)
         else:
             tot.date = new_date
-
-
-def _cal_data(cal: Calibration | None) -> dict[str, Any]:
-    """The calibration fields carried by ``calibrated`` events (the event's own ``t`` is its time)."""
-    if cal is None:
-        return {}
-    d = cal.to_dict()
-    return {"up": d["up"], "forward": d["forward"], "source": d["source"], "axis_source": d["axis_source"]}
 
 
 Cols = list[list[float]]
