@@ -429,16 +429,23 @@ class PostureTracker:
             judged = cal is not None and cal.forward is not None
             flex = flex_l[i] if judged else 0.0
             slouching = self._slouch.step(t, flex, judged, act, training, events)
-            if learn and act == st.STILL and cal is not None:
+            if learn and act == st.STILL and cal is not None and cal.forward is None:
                 learned.append(i)
+                # Judged at every tick where it could succeed, so the axis is learned at the same
+                # tick however the stream was cut (live packets or replay's minutes).
+                if self._learner.n + len(learned) >= self._learner.min_ticks:
+                    self._learn(inp.g, learned, cal, t, events)
+                    learned = []
+                    if self.calibration is not cal:
+                        cal = self.calibration
+                        flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
             # --- frame
             if self._frames.due(t):
                 self._frame(t, flex, None if lat_l is None else lat_l[i], judged, act, slouching, worn,
                             cal, out)
         self._last_tick_end = inp.t[-1]
-        if learned and cal is not None and cal.forward is None:
-            self._learn(np.asarray(inp.g)[learned] if isinstance(inp.g, list) else inp.g[learned], cal,
-                        events)
+        if learned and cal is not None:
+            self._learn(inp.g, learned, cal, None, events)  # too few yet to propose
 
     def _wear_step(self, t: float, tilt_now: float, lying_limit: float, inp: _TickInputs, i: int,
                    events: list[Event]) -> bool:
@@ -464,14 +471,16 @@ class PostureTracker:
             None if cal is None else cal.axis_source)
         self._frames.emit_until(t, out.frames)
 
-    def _learn(self, g: np.ndarray, cal: Calibration, events: list[Event]) -> None:
-        """Still ticks' gravity ``g`` (n, 3) for the forward-axis learner; a calibration once learned."""
+    def _learn(self, g: np.ndarray | list[list[float]], rows: list[int], cal: Calibration, t: float | None,
+               events: list[Event]) -> None:
+        """Still ticks ``rows`` of gravity ``g`` (n, 3) for the forward-axis learner; at tick time
+        ``t`` (None: not yet) a proposal, and a calibration once learned."""
         up = np.asarray(cal.up)
-        self._learner.add(g, up)
-        fwd = self._learner.propose(up)
-        if fwd is not None:
+        self._learner.add(np.asarray(g, dtype=float)[rows] if isinstance(g, list) else g[rows], up)
+        fwd = None if t is None else self._learner.propose(up)
+        if fwd is not None and t is not None:
             self.calibration = cal.with_forward(fwd, "learned")
-            events.append(Event(self._last_tick_end, EventKind.CALIBRATED, {
+            events.append(Event(t, EventKind.CALIBRATED, {
                 **st.cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
 
     def _inputs(self, ticks: Ticks) -> _TickInputs:

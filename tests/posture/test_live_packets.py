@@ -200,3 +200,31 @@ def test_non_finite_values_in_small_packets_are_dropped_and_counted_as_in_one_ba
     n_bad = (2 if bad == "inf-inf" else 1) * len(rows) + 1
     assert ref.tracker.dropped.get("non_finite") == n_bad
     assert got.tracker.dropped.get("non_finite") == n_bad
+
+
+def test_the_forward_axis_is_learned_at_the_same_tick_live_and_in_replay() -> None:
+    """With the mount unknown, the learner is asked at every still tick where it could succeed,
+    so live packets and replay's minute-long batches learn the axis at the same moment (replay
+    used to ask once per batch: up to 60 s later, and the first slouch alerted that much later)."""
+    from slouchd.commands.replay import make_tracker
+    from slouchd.config import load_config
+    from slouchd.model import EventKind
+    from slouchd.sensors.simulated import SimSettings, SimulatedWearer
+
+    wearer = SimulatedWearer(SimSettings(seed=2, rate_hz=50.0, gyro=False, day_s=3600.0))
+    day = SampleBatch.concat(list(wearer.batches(60.0, end_s=420.0)))
+
+    def learned(batches: list[SampleBatch]) -> list[tuple[float, list[float]]]:
+        tr = make_tracker(load_config(None), None, 1.0, None)
+        events = [e for b in batches for e in tr.process(b).events] + tr.flush().events
+        return [(e.t_s, e.data["forward"]) for e in events
+                if e.kind is EventKind.CALIBRATED and e.data.get("axis_source") == "learned"]
+
+    minutes = [SampleBatch(day.t_s[m], day.acc_g[m], None)
+               for m in (((day.t_s >= a) & (day.t_s < a + 60.0)) for a in range(0, 420, 60)) if m.any()]
+    ref = learned(minutes)
+    got = learned(_packets(day, [5]))
+    assert ref, "the axis must be learned within 7 minutes for this to test anything"
+    assert [t for t, _ in got] == [t for t, _ in ref]
+    assert min(ref[0][0] % 60.0, 60.0 - ref[0][0] % 60.0) > 0.15  # not at a batch end
+    np.testing.assert_allclose(got[0][1], ref[0][1], atol=1e-6)
