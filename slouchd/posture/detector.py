@@ -76,6 +76,19 @@ class SlouchDetector:
                 self.level = 1
                 self.next_alert_s = self.settings.dwell_s
 
+    def resume(self, t_start: float, slouch_s: float, max_flexion_deg: float) -> None:
+        """A slouch found to have been going on since ``t_start`` (seconds) for ``slouch_s`` of still
+        time while the angle could not be judged (the forward axis was just learned): it goes on
+        from there, so its alert is not a whole dwell late. Ignored while a slouch is on."""
+        if self.active:
+            return
+        self.active = True
+        self.t_start = t_start
+        self.slouch_s = slouch_s
+        self.max_flexion = max_flexion_deg
+        if self.settings.cumulative:
+            self.exposure_s = min(self.exposure_s + slouch_s, self.settings.dwell_s + self.settings.repeat_s)
+
     def _moving(self, t_s: float, dt_s: float, over: bool, out: list[Event]) -> None:
         """A moving tick (``over``: the angle is at or above the limit): the slouch clock pauses;
         long motion ends the slouch."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -115,6 +116,9 @@ class PostureTracker:
         self._orient = OrientationFilter(TICK_S)
         self._activity = ActivityClassifier(self.activity_settings, TICK_S)
         self._learner = AxisLearner()
+        # Ticks (time, gravity, activity) while the forward axis is unknown, one dwell's worth:
+        # once it is learned, a slouch already going on keeps the time it has lasted.
+        self._unjudged: deque[tuple[float, Any, int]] = deque(maxlen=_unjudged_len(detection))
         self._wellbeing = wb.Wellbeing(wellbeing)
         self._slouch = st.SlouchStage(self._detector, self._wellbeing, self.clock)
         self._last_t = -math.inf
@@ -216,6 +220,7 @@ class PostureTracker:
         """New ``[detection]`` settings, applied from the next tick."""
         self.detection = detection
         self._detector.set_settings(detection)
+        self._unjudged = deque(self._unjudged, maxlen=_unjudged_len(detection))
         self.clock.set_quiet_hours(list(detection.quiet_hours))
 
     def snooze_until(self, t_s: float | None) -> None:
@@ -307,6 +312,7 @@ class PostureTracker:
         self._seen_data = True
         self._last_tick = None
         self._cal.gap()  # a requested calibration waits for the data to resume
+        self._unjudged.clear()
         self._orient.reset()
         self._activity.reset()
         self._rate.reset()
@@ -429,6 +435,8 @@ class PostureTracker:
             judged = cal is not None and cal.forward is not None
             flex = flex_l[i] if judged else 0.0
             slouching = self._slouch.step(t, flex, judged, act, training, events)
+            if learn and cal is not None and cal.forward is None:
+                self._unjudged.append((t, inp.g[i], act))
             if learn and act == st.STILL and cal is not None and cal.forward is None:
                 learned.append(i)
                 # Judged at every tick where it could succeed, so the axis is learned at the same
@@ -436,9 +444,10 @@ class PostureTracker:
                 if self._learner.n + len(learned) >= self._learner.min_ticks:
                     self._learn(inp.g, learned, cal, t, events)
                     learned = []
-                    if self.calibration is not cal:
+                    if self.calibration is not cal and self.calibration is not None:
                         cal = self.calibration
                         flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
+                        self._resume_slouch(cal)
             # --- frame
             if self._frames.due(t):
                 self._frame(t, flex, None if lat_l is None else lat_l[i], judged, act, slouching, worn,
@@ -446,6 +455,32 @@ class PostureTracker:
         self._last_tick_end = inp.t[-1]
         if learned and cal is not None:
             self._learn(inp.g, learned, cal, None, events)  # too few yet to propose
+
+    def _resume_slouch(self, cal: Calibration) -> None:
+        """The forward axis was just learned: a slouch that has been going on while the angle could
+        not be judged (still, at or above threshold, back to a tick at or above threshold; short
+        motion as pauses) resumes with the time it has lasted, as if it had been judged all along."""
+        hist = list(self._unjudged)
+        self._unjudged.clear()
+        if not hist:
+            return
+        flex, _, _ = angle_rows([[float(x) for x in g] for _, g, _ in hist], cal)
+        d = self.detection
+        max_moving = round(self.activity_settings.motion_reset_s / TICK_S)
+        run: list[tuple[float, float]] = []  # (t, flexion) of the still ticks of the run, newest first
+        moving = 0
+        for (t, _, act), f in zip(reversed(hist), reversed(flex), strict=True):
+            if act == st.MOVING and moving + 1 < max_moving:
+                moving += 1
+                continue
+            if act != st.STILL or f < d.threshold_deg - d.hysteresis_deg:
+                break
+            moving = 0
+            run.append((t, f))
+        while run and run[-1][1] < d.threshold_deg:  # a slouch starts at the threshold
+            run.pop()
+        if run:
+            self._detector.resume(run[-1][0] - TICK_S, len(run) * TICK_S, max(f for _, f in run))
 
     def _wear_step(self, t: float, tilt_now: float, lying_limit: float, inp: _TickInputs, i: int,
                    events: list[Event]) -> bool:
@@ -553,6 +588,11 @@ class _TickInputs:
     steady: list[bool]
     mean_g: Any  # (n, 3) rows: the accelerometer's mean direction over the calibration window
     mount_tilt: list[float] | None  # degrees from the mount's up axis; None without a mount
+
+
+def _unjudged_len(d: DetectionSettings) -> int:
+    """Ticks to keep while the forward axis is unknown: a dwell and some, at most 10 minutes."""
+    return round(min(d.dwell_s + 10.0, 600.0) / TICK_S)
 
 
 def _unit_rows(v: list[list[float]]) -> list[list[float]]:
