@@ -15,6 +15,10 @@ sums; the last few seconds of inputs are carried between batches so windows span
   stride period of 0.3-1.2 s) confirmed for ``WALK_CONFIRM_S``.
 - lifeless: the tilt wobbles less than ``micro_motion_deg`` RMS over ``not_worn_s``. A worn
   sensor always moves a little (breathing, heartbeat, small shifts); one on a desk does not.
+
+Why over ~400 lines: every feature exists twice, on whole arrays (replay's minutes) and per tick
+in float maths with running window sums (the live daemon's 0.1 s calls), and the two must give the
+same features; they stay in one module so that they are changed together.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ When the trunk flexes forward by theta, gravity seen from the trunk tips backwar
 
 Leaning back gives negative flexion and leaning sideways changes only the lateral angle, so
 neither is a slouch.
+
+Why over ~400 lines: the calibration value, the angles (array and float-maths forms), the
+orientation filter and the forward-axis learner share these conventions; split them when one grows.
 """
 
 from __future__ import annotations

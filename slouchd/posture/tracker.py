@@ -14,6 +14,10 @@ The live daemon, the demo and ``slouchd replay`` all run this class. The pipelin
 
 Times of frames and events are sample-clock times: the moment the live daemon would have emitted
 them. Wall-clock rules (quiet hours, midnight) use ``t_s + epoch_offset_s`` in ``tz``.
+
+Why over ~400 lines: steps 1-4 exist twice, on whole arrays (replay's minutes) and on plain lists
+(the live daemon calls once per 0.1 s tick, where numpy's per-call overhead used to be most of the
+cost: ``bench/tracker_tick.py``); both paths and the loop that joins them stay together.
 """
 
 from __future__ import annotations
