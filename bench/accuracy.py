@@ -144,12 +144,23 @@ def _gaps(wearer: SimulatedWearer) -> list[tuple[float, float]]:
 def score_day(
     wearer: SimulatedWearer, frames: list[Any], events: list[Any], det: DetectionSettings
 ) -> dict[str, Any]:
-    thr, hyst, dwell = det.threshold_deg, det.hysteresis_deg, det.dwell_s
     eps = wearer.episodes
     gaps = _gaps(wearer)
+    status, due = _episode_status(wearer, gaps, det)
+    alerts = _score_alerts(wearer, events, status, due, det)
+    missed = alerts.pop("_missed")
+    return {**alerts, **_angle_errors(wearer, frames, gaps),
+            "must_not_episodes": status.count("must_not"), "hours": wearer.day_length_s / 3600.0,
+            "missed": [round(eps[i].start_s, 1) for i in missed]}
+
+
+def _episode_status(wearer: SimulatedWearer, gaps: list[tuple[float, float]],
+                    det: DetectionSettings) -> tuple[list[str], list[float]]:
+    """Per episode: must_alert (with the time the alert is due), ambiguous or must_not."""
+    thr, hyst, dwell = det.threshold_deg, det.hysteresis_deg, det.dwell_s
     status: list[str] = []
     due: list[float] = []
-    for e in eps:
+    for e in wearer.episodes:
         st, du = "must_not", math.nan
         if e.kind == "slouch":
             if e.flexion_deg >= thr + MARGIN_DEG:
@@ -158,11 +169,17 @@ def score_day(
                 st = "ambiguous"
         status.append(st)
         due.append(du)
+    return status, due
+
+
+def _score_alerts(wearer: SimulatedWearer, events: list[Any], status: list[str], due: list[float],
+                  det: DetectionSettings) -> dict[str, Any]:
+    """TP, FP, FN, unscored first alerts and lags of the day's slouch alerts."""
+    eps = wearer.episodes
     starts = np.array([e.start_s for e in eps])
-    alerts = [ev for ev in events if ev.kind is EventKind.SLOUCH_ALERT]
     tp, fp, unscored, lags, fp_where = 0, 0, 0, [], []
     hit = set()
-    for a in alerts:
+    for a in (ev for ev in events if ev.kind is EventKind.SLOUCH_ALERT):
         i = int(np.searchsorted(starts, a.t_s, side="right") - 1)
         # Just after a must-alert slouch ends, an alert belongs to it.
         if (
@@ -178,15 +195,22 @@ def score_day(
                 hit.add(i)
                 tp += 1
                 lags.append(a.t_s - due[i])
-        elif st == "must_not" and not _excusable(wearer, a.t_s, thr, dwell):
+        elif st == "must_not" and not _excusable(wearer, a.t_s, det.threshold_deg, det.dwell_s):
             fp += 1
             fp_where.append({"t": round(a.t_s, 1), "kind": eps[i].kind, "flexion_deg": eps[i].flexion_deg})
         elif a.data.get("level") == 1:
             unscored += 1  # a first alert in an ambiguous stretch: neither right nor wrong
     must = [i for i, s in enumerate(status) if s == "must_alert"]
-    fn = len([i for i in must if i not in hit])
-    hours = wearer.day_length_s / 3600.0
-    # Angles in quasi-static periods.
+    missed = [i for i in must if i not in hit]
+    return {"tp": tp, "fp": fp, "fn": len(missed), "unscored_first_alerts": unscored, "must_alert": len(must),
+            "lags": lags, "false_alerts": fp_where, "_missed": missed}
+
+
+def _angle_errors(wearer: SimulatedWearer, frames: list[Any],
+                  gaps: list[tuple[float, float]]) -> dict[str, Any]:
+    """Flexion and lateral RMSE in quasi-static periods, and flexion errors through fast moves."""
+    eps = wearer.episodes
+    starts = np.array([e.start_s for e in eps])
     ft = np.array([f.t_s for f in frames])
     fl = np.array([np.nan if f.flexion_deg is None else f.flexion_deg for f in frames])
     la = np.array([np.nan if f.lateral_deg is None else f.lateral_deg for f in frames])
@@ -211,14 +235,6 @@ def score_day(
     ok_f = fast & ~np.isnan(fl) & ~np.isnan(true_f)
     err_f = fl[ok_f] - true_f[ok_f]
     return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "unscored_first_alerts": unscored,
-        "must_alert": len(must),
-        "must_not_episodes": status.count("must_not"),
-        "lags": lags,
-        "hours": hours,
         "rmse_flexion_deg": rmse_f,
         "rmse_lateral_deg": rmse_l,
         "fast_sq_err": float(np.sum(err_f**2)),
@@ -226,8 +242,6 @@ def score_day(
         "fast_max_err_deg": float(np.max(np.abs(err_f))) if err_f.size else math.nan,
         "quasi_frames": int(ok.sum()),
         "quasi_coverage": float(ok.sum() / max(1, quasi.sum())),
-        "false_alerts": fp_where,
-        "missed": [round(eps[i].start_s, 1) for i in must if i not in hit],
     }
 
 

@@ -15,6 +15,10 @@ sums; the last few seconds of inputs are carried between batches so windows span
   stride period of 0.3-1.2 s) confirmed for ``WALK_CONFIRM_S``.
 - lifeless: the tilt wobbles less than ``micro_motion_deg`` RMS over ``not_worn_s``. A worn
   sensor always moves a little (breathing, heartbeat, small shifts); one on a desk does not.
+
+Why over ~400 lines: every feature exists twice, on whole arrays (replay's minutes) and per tick
+in float maths with running window sums (the live daemon's 0.1 s calls), and the two must give the
+same features; they stay in one module so that they are changed together.
 """
 
 from __future__ import annotations
@@ -85,6 +89,11 @@ def wobble_deg(g: np.ndarray, w: int) -> np.ndarray:
     return np.degrees(np.sqrt(var))
 
 
+RowFeatures = tuple[list[bool], list[bool], list[bool], list[bool], list[bool],
+                    list[tuple[float, float, float]]]
+"""Per-tick features as lists: moving, walking, lifeless, alive, steady, mean_g."""
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityFeatures:
     """Per-tick activity features (arrays of the batch's tick count)."""
@@ -115,6 +124,7 @@ class ActivityClassifier:
         self._lag_hi = min(self.lags.stop, self.w_walk)  # lags of a whole window or more are skipped
         # Enough history that every window (including windows of smoothed values) spans batch edges.
         self.keep = max(self.w_long, self.w_walk, self.w_smooth, self.w_hold, self.w_conf) + 10
+        self._turn_lag = max(1, round(0.5 / tick_s))
         self.reset()
 
     def reset(self) -> None:
@@ -123,19 +133,36 @@ class ActivityClassifier:
         # windows without building arrays: unit gravity and smoothed tilt (x, y, z each), body
         # motion (g), acceleration magnitude (g), raw motion and gait periodicity flags.
         k = self.keep
-        self._gx, self._gy, self._gz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
-        self._tx, self._ty, self._tz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
-        self._sx, self._sy, self._sz = deque(maxlen=k), deque(maxlen=k), deque(maxlen=k)
+        self._gx: deque[float] = deque(maxlen=k)
+        self._gy: deque[float] = deque(maxlen=k)
+        self._gz: deque[float] = deque(maxlen=k)
+        self._tx: deque[float] = deque(maxlen=k)
+        self._ty: deque[float] = deque(maxlen=k)
+        self._tz: deque[float] = deque(maxlen=k)
+        self._sx: deque[float] = deque(maxlen=k)
+        self._sy: deque[float] = deque(maxlen=k)
+        self._sz: deque[float] = deque(maxlen=k)
         self._dyn: deque[float] = deque(maxlen=k)
         self._mag: deque[float] = deque(maxlen=k)
         self._raw_moving: deque[bool] = deque(maxlen=k)
         self._shaken: deque[int] = deque(maxlen=k)  # 0 calm, 1 shaken, 2 jolted
-        self._periodic: deque[bool] = deque(maxlen=k)
+        self._periodic: deque[bool | None] = deque(maxlen=k)  # None: not judged (yet)
         # After a whole-array update the history is kept as its arrays instead (g, smooth, dyn,
         # mag, raw moving, periodic), so replay's consecutive big calls do not convert back and
         # forth; the deques are refilled from them when a small call comes.
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._seen = 0
+        # Sums over the long (not-worn) window, kept as ticks come instead of summing 600 values
+        # of each per tick: smoothed tilt (x, y, z), body motion, raw motion, shaken levels.
+        self._long = _TailSums(self.w_long, (self._sx, self._sy, self._sz, self._dyn, self._raw_moving,
+                                             self._shaken))
+        # ...and over the short windows: the tilt averaged for the turn rate, the smoothed tilt,
+        # the wobble and mean of the calibration window; the turn's averages of every kept tick.
+        self._turn_sums = _TailSums(self.w_turn, (self._tx, self._ty, self._tz))
+        self._smooth_sums = _TailSums(self.w_smooth, (self._gx, self._gy, self._gz))
+        self._short_sums = _TailSums(self.w_short, (self._sx, self._sy, self._sz,
+                                                    self._gx, self._gy, self._gz))
+        self._turn_means: deque[tuple[float, float, float]] = deque(maxlen=k)
 
     def update(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
                gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
@@ -153,13 +180,18 @@ class ActivityClassifier:
             tilt = g
         if n <= SCALAR_MAX_TICKS:
             # One by one in float maths: the same features without some forty numpy calls per tick.
-            return self._update_scalar(g, dyn_g, amag_g, gyro_mag_dps, samples_per_tick, tilt)
+            rows = self.update_rows(g.tolist(), dyn_g.tolist(), amag_g.tolist(),
+                                    None if gyro_mag_dps is None else gyro_mag_dps.tolist(),
+                                    samples_per_tick, tilt.tolist())
+            flags = [np.array(x, dtype=bool) for x in rows[:5]]
+            return ActivityFeatures(flags[0], flags[1], flags[2], flags[3], flags[4],
+                                    np.array(rows[5], dtype=float).reshape(-1, 3))
         s = self.settings
         seen = self._seen + np.arange(1, n + 1)  # ticks since the last reset, per new tick
         if self._arrays is None:
             self._arrays = (_history(self._gx, self._gy, self._gz), _history(self._sx, self._sy, self._sz),
                             np.array(self._dyn, dtype=float), np.array(self._mag, dtype=float),
-                            np.array(self._raw_moving, dtype=bool), np.array(self._periodic, dtype=bool),
+                            np.array(self._raw_moving, dtype=bool), self._periodic_history(),
                             np.array(self._shaken, dtype=np.int8), _history(self._tx, self._ty, self._tz))
         (g_hist, smooth_hist, dyn_hist, mag_hist, raw_hist, periodic_hist, shaken_hist,
          tilt_hist) = self._arrays
@@ -234,31 +266,63 @@ class ActivityClassifier:
         self._seen += n
         return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
 
-    def _update_scalar(self, g: np.ndarray, dyn_g: np.ndarray, amag_g: np.ndarray,
-                       gyro_mag_dps: np.ndarray | None, samples_per_tick: float,
-                       tilt: np.ndarray) -> ActivityFeatures:
-        """:meth:`update` one tick at a time in float maths: the same windows and formulas
-        (windows are shorter right after a reset, exactly as the array path's)."""
+    def update_rows(self, g: list[list[float]], dyn_g: list[float], amag_g: list[float],
+                    gyro_mag_dps: list[float] | None, samples_per_tick: float, tilt: list[list[float]]
+                    ) -> RowFeatures:
+        """:meth:`update` one tick at a time in float maths, on plain lists (the live path: a call
+        completes about one tick): the same windows and formulas (windows are shorter right after
+        a reset, exactly as the array path's). Returns lists: moving, walking, lifeless, alive,
+        steady (flags per tick) and mean_g ((x, y, z) per tick)."""
         if self._arrays is not None:
             self._refill_deques(self._arrays)
             self._arrays = None
-        n = g.shape[0]
-        moving = np.zeros(n, dtype=bool)
-        walking = np.zeros(n, dtype=bool)
-        lifeless = np.zeros(n, dtype=bool)
-        alive = np.zeros(n, dtype=bool)
-        steady = np.zeros(n, dtype=bool)
-        mean_g = np.empty((n, 3))
-        rows = g.tolist()
-        tilts = tilt.tolist()
-        dyns = dyn_g.tolist()
-        mags = amag_g.tolist()
-        gyros = None if gyro_mag_dps is None else gyro_mag_dps.tolist()
+        if not g:
+            return [], [], [], [], [], []
         noise_k = math.sqrt(2.0 / 3.0 / max(1.0, samples_per_tick * self.w_smooth))
-        for i in range(n):
-            f = self._step(rows[i], dyns[i], mags[i], None if gyros is None else gyros[i], noise_k, tilts[i])
-            moving[i], walking[i], lifeless[i], alive[i], steady[i], mean_g[i] = f
-        return ActivityFeatures(moving, walking, lifeless, alive, steady, mean_g)
+        feats = [self._step(g[i], dyn_g[i], amag_g[i], None if gyro_mag_dps is None else gyro_mag_dps[i],
+                            noise_k, tilt[i]) for i in range(len(g))]
+        moving, walking, lifeless, alive, steady, mean_g = (list(x) for x in zip(*feats, strict=True))
+        return moving, walking, lifeless, alive, steady, mean_g
+
+    def _confirmed(self) -> bool:
+        """Whether the gait was periodic at each of the last ``w_conf`` ticks (fewer right after a
+        reset). Ticks not judged yet are judged now, newest first: the first that is not periodic
+        settles it, so a non-walking tick costs one judgement (kept for the next ticks)."""
+        pq = self._periodic
+        n = len(pq)
+        for back in range(min(self.w_conf, n)):
+            p = pq[n - 1 - back]
+            if p is None:
+                p = pq[n - 1 - back] = self._periodic_at(back)
+            if not p:
+                return False
+        return True
+
+    def _periodic_at(self, back: int) -> bool:
+        """Whether the acceleration magnitude over the WALK_WINDOW_S ending ``back`` ticks before the
+        newest is periodic at a step or stride lag (the array path's test, one window)."""
+        ww = self.w_walk
+        if self._seen - back < ww:
+            return False
+        win = np.fromiter(islice(reversed(self._mag), back, back + ww), dtype=float, count=ww)[::-1]
+        win = win - win.mean()
+        # Every lag's sum of products in one call: corr[ww - 1 + lag] pairs win[i + lag] with
+        # win[i]. The sums may differ from the array path's in the last bit: they are only
+        # compared with WALK_MIN_CORR.
+        corr = np.correlate(win, win, "full")
+        energy = float(corr[ww - 1]) + 1e-12
+        lags = corr[ww - 1 + self._lag_lo:ww - 1 + self._lag_hi]
+        return bool(lags.size > 0 and max(0.0, float(lags.max())) / energy > WALK_MIN_CORR)
+
+    def _periodic_history(self) -> np.ndarray:
+        """The periodicity flags carried for the array path, the ticks it can still read judged
+        (older unjudged ones are never read again)."""
+        pq = self._periodic
+        n = len(pq)
+        for back in range(min(self.w_conf, n)):
+            if pq[n - 1 - back] is None:
+                pq[n - 1 - back] = self._periodic_at(back)
+        return np.array([bool(p) for p in pq], dtype=bool)
 
     def _refill_deques(self, arrays: tuple[np.ndarray, ...]) -> None:
         """Make the per-tick deques hold the history kept as arrays by the last big update."""
@@ -268,10 +332,20 @@ class ActivityClassifier:
                            (*g_hist.T, *smooth_hist.T, *tilt_hist.T), strict=True):
             dq.clear()
             dq.extend(col.tolist())
-        for dq, arr in ((self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
-                        (self._periodic, periodic_hist), (self._shaken, shaken_hist)):
-            dq.clear()
-            dq.extend(arr.tolist())
+        flags: tuple[tuple[deque, np.ndarray], ...] = (
+            (self._dyn, dyn_hist), (self._mag, mag_hist), (self._raw_moving, raw_hist),
+            (self._periodic, periodic_hist), (self._shaken, shaken_hist))
+        for fq, arr in flags:
+            fq.clear()
+            fq.extend(arr.tolist())
+        for sums in (self._long, self._turn_sums, self._smooth_sums, self._short_sums):
+            sums.resum()
+        tx, ty, tz, w = list(self._tx), list(self._ty), list(self._tz), self.w_turn
+        self._turn_means.clear()
+        for i in range(len(tx)):
+            a = max(0, i - w + 1)
+            n = i + 1 - a
+            self._turn_means.append((sum(tx[a:i + 1]) / n, sum(ty[a:i + 1]) / n, sum(tz[a:i + 1]) / n))
 
     def _step(self, g: list[float], dyn: float, mag: float, gyro_mag: float | None,
               noise_k: float, tilt: list[float]
@@ -293,30 +367,22 @@ class ActivityClassifier:
         self._seen += 1
         seen = self._seen
         avail = len(dq)
-        periodic = False
         ww = self.w_walk
-        if seen >= ww:
-            win = np.fromiter(_tail(self._mag, ww), dtype=float, count=ww)
-            win = win - win.mean()
-            # Every lag's sum of products in one call: corr[ww - 1 + lag] pairs win[i + lag] with
-            # win[i]. The sums may differ from the array path's in the last bit: they are only
-            # compared with WALK_MIN_CORR.
-            corr = np.correlate(win, win, "full")
-            energy = float(corr[ww - 1]) + 1e-12
-            lags = corr[ww - 1 + self._lag_lo:ww - 1 + self._lag_hi]
-            periodic = lags.size > 0 and max(0.0, float(lags.max())) / energy > WALK_MIN_CORR
-        pq = self._periodic
-        pq.append(periodic)
-        confirmed = False not in _tail(pq, self.w_conf)
+        # Gait periodicity is judged only when a decision needs it (see _confirmed): most ticks
+        # of a seated day are neither shaken nor moving, and it is the dearest feature.
+        self._periodic.append(None)
 
         # Tilt rate: the tilt averaged over TURN_SMOOTH_S now against 0.5 s earlier (the oldest
         # tick right after a reset), deg/s.
-        lag = max(1, round(0.5 / self.tick_s))
+        lag = self._turn_lag
         j = avail - 1 - lag if avail > lag else 0
-        w = self.w_turn
-        back = avail - 1 - j
-        cx, cy, cz = _window_mean(tx, 0, w), _window_mean(ty, 0, w), _window_mean(tz, 0, w)
-        px, py, pz = _window_mean(tx, back, w), _window_mean(ty, back, w), _window_mean(tz, back, w)
+        tw = self._turn_sums
+        tw.pushed()
+        tn = min(self.w_turn, avail)
+        cx, cy, cz = tw.sums[0] / tn, tw.sums[1] / tn, tw.sums[2] / tn
+        means = self._turn_means  # the same smoothed tilt of every earlier tick, in step with tx
+        means.append((cx, cy, cz))
+        px, py, pz = means[j]
         cos_turn = (cx * px + cy * py + cz * pz) / max(
             math.sqrt(cx * cx + cy * cy + cz * cz) * math.sqrt(px * px + py * py + pz * pz), 1e-12)
         # numpy's arccos (not math.acos, which can differ in the last bit) as in the array path.
@@ -324,31 +390,39 @@ class ActivityClassifier:
         dyn3 = _mean(dq, 3)
         shaken = dyn3 > s.moving_g
         self._shaken.append(int(shaken) + (dyn3 > STEADY_MAX_G))
-        raw = (turn > s.turning_dps) or (confirmed and shaken)
+        raw = (turn > s.turning_dps) or (shaken and self._confirmed())
         if gyro_mag is not None:
             raw = raw or gyro_mag > s.moving_dps
         rq = self._raw_moving
         rq.append(raw)
         moving = _any(rq, self.w_hold)
-        walking = confirmed and moving and _mean(dq, ww) > s.moving_g
+        walking = moving and self._confirmed() and _mean(dq, ww) > s.moving_g
 
-        w = self.w_smooth
-        mx, my, mz = _mean(gx, w), _mean(gy, w), _mean(gz, w)
+        sm = self._smooth_sums
+        sm.pushed()
+        n_sm = min(self.w_smooth, avail)
+        mx, my, mz = sm.sums[0] / n_sm, sm.sums[1] / n_sm, sm.sums[2] / n_sm
         norm = max(math.sqrt(mx * mx + my * my + mz * mz), 1e-9)
         sx, sy, sz = self._sx, self._sy, self._sz
         sx.append(mx / norm)
         sy.append(my / norm)
         sz.append(mz / norm)
-        wob_long = _wobble(sx, sy, sz, self.w_long)
-        noise_deg = math.degrees(_mean(dq, self.w_long) * noise_k)
+        short = self._short_sums
+        short.pushed()
+        n_short = min(self.w_short, avail)
+        ssx, ssy, ssz, sgx, sgy, sgz = (v / n_short for v in short.sums)
+        lw = self._long
+        lw.pushed()
+        long_n = min(self.w_long, avail)
+        lsx, lsy, lsz, ldyn, lraw, lshaken = lw.sums
+        noise_deg = math.degrees(ldyn / long_n * noise_k)
         limit = max(s.micro_motion_deg, NOISE_MARGIN * noise_deg)
-        lifeless = (seen >= self.w_long and wob_long < limit and not _any(rq, self.w_long)
-                    and _max(self._shaken, self.w_long) == 0)
-        alive = _wobble(sx, sy, sz, self.w_short) > 2 * limit or moving or shaken
+        lifeless = (seen >= self.w_long and not lraw and not lshaken
+                    and _wobble_of(lsx / long_n, lsy / long_n, lsz / long_n) < limit)
+        alive = _wobble_of(ssx, ssy, ssz) > 2 * limit or moving or shaken
         steady = (seen >= self.w_short and not _any(rq, self.w_short)
                   and _max(self._shaken, self.w_short) < 2)
-        ws = self.w_short
-        return moving, walking, lifeless, alive, steady, (_mean(gx, ws), _mean(gy, ws), _mean(gz, ws))
+        return moving, walking, lifeless, alive, steady, (sgx, sgy, sgz)
 
 
 def _history(x: deque[float], y: deque[float], z: deque[float]) -> np.ndarray:
@@ -394,5 +468,46 @@ def _any(d: deque[bool], w: int) -> bool:
 
 def _wobble(x: deque[float], y: deque[float], z: deque[float], w: int) -> float:
     """:func:`wobble_deg` of the last ``w`` unit vectors held as three deques, degrees."""
-    mx, my, mz = _mean(x, w), _mean(y, w), _mean(z, w)
+    return _wobble_of(_mean(x, w), _mean(y, w), _mean(z, w))
+
+
+def _wobble_of(mx: float, my: float, mz: float) -> float:
+    """:func:`wobble_deg` from the mean (mx, my, mz) of unit vectors, degrees."""
     return math.degrees(math.sqrt(max(1.0 - (mx * mx + my * my + mz * mz), 0.0)))
+
+
+class _TailSums:
+    """Sums of the last ``w`` values of equally long deques (all of them while fewer), kept as one
+    value is appended to each per tick: O(1) a tick instead of summing ``w`` values.
+
+    Every ``w`` ticks the sums are taken afresh from the deques (in order, as :func:`_mean`
+    sums), so rounding from adding and subtracting cannot drift over a long day; in between they
+    differ from a fresh sum only in the last bits (the array path's cumulative sums differ
+    from both the same way). Flags and small ints sum exactly.
+    """
+
+    __slots__ = ("_count", "deques", "sums", "w")
+
+    def __init__(self, w: int, deques: tuple[deque, ...]) -> None:
+        self.w = w
+        self.deques = deques
+        self.sums: list[float] = [0.0] * len(deques)
+        self._count = 0
+
+    def pushed(self) -> None:
+        """Every deque has just had one value appended."""
+        self._count += 1
+        if self._count >= self.w:
+            self.resum()
+            return
+        w = self.w
+        sums = self.sums
+        for j, d in enumerate(self.deques):
+            sums[j] += d[-1]
+            if len(d) > w:
+                sums[j] -= d[-w - 1]
+
+    def resum(self) -> None:
+        """Sum the windows afresh (after a refill of the deques, and periodically)."""
+        self._count = 0
+        self.sums = [sum(_tail(d, self.w)) for d in self.deques]

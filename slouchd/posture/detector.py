@@ -21,6 +21,11 @@ from __future__ import annotations
 from slouchd.model import Event, EventKind
 from slouchd.posture.settings import DetectionSettings
 
+FRESH_S = 1.0
+"""A slouch at most this old when motion is flagged gets that motion's time above the limit credited
+(as one starting right after motion does), seconds: the turn rate is judged on the tilt averaged
+over 0.5 s against 0.5 s before, so motion is flagged up to ~1 s after the angle starts moving."""
+
 STILL, MOVING, OFF = 0, 1, 2
 """What the tracker tells the detector about a tick: usable, moving (paused), or no usable data."""
 
@@ -43,6 +48,8 @@ class SlouchDetector:
         self.motion_s = 0.0
         self.moving_over_s = 0.0
         self.since_alert_s = 0.0
+        self.fresh_motion = False
+        self.credited_s = 0.0
 
     def set_settings(self, settings: DetectionSettings) -> None:
         """New thresholds apply from the next tick; a running slouch keeps its clock."""
@@ -69,6 +76,49 @@ class SlouchDetector:
                 self.level = 1
                 self.next_alert_s = self.settings.dwell_s
 
+    def resume(self, t_start: float, slouch_s: float, max_flexion_deg: float) -> None:
+        """A slouch found to have been going on since ``t_start`` (seconds) for ``slouch_s`` of still
+        time while the angle could not be judged (the forward axis was just learned): it goes on
+        from there, so its alert is not a whole dwell late. Ignored while a slouch is on."""
+        if self.active:
+            return
+        self.active = True
+        self.t_start = t_start
+        self.slouch_s = slouch_s
+        self.max_flexion = max_flexion_deg
+        if self.settings.cumulative:
+            self.exposure_s = min(self.exposure_s + slouch_s, self.settings.dwell_s + self.settings.repeat_s)
+
+    def _moving(self, t_s: float, dt_s: float, over: bool, out: list[Event]) -> None:
+        """A moving tick (``over``: the angle is at or above the limit): the slouch clock pauses;
+        long motion ends the slouch."""
+        if self.motion_s == 0.0:
+            # A slouch only just begun when the motion is flagged is still being sunk into
+            # (motion is judged on a smoothed tilt, a few ticks after the angle moves).
+            self.fresh_motion = self.active and self.slouch_s <= FRESH_S + 1e-9
+        self.motion_s += dt_s
+        # Motion that ends in a slouch is part of it (sitting down into a slump): keep the
+        # trailing stretch spent above the limit, credited only if the slouch follows.
+        self.moving_over_s = self.moving_over_s + dt_s if over else 0.0
+        if self.motion_s >= self.motion_reset_s:
+            self.end(t_s, out)
+            self.moving_over_s = 0.0
+
+    def _credit(self) -> float:
+        """The first still tick after motion: the motion's tail above the limit, seconds, given
+        back only to a slouch that starts now (or had only just started when the motion began),
+        and no more than ``credit_max_s`` (what the motion hold delayed) in all; pauses inside a
+        slouch stay pauses."""
+        if not self.active:
+            self.credited_s = 0.0
+        credit = 0.0
+        if not self.active or self.fresh_motion:
+            credit = max(0.0, min(self.moving_over_s, self.credit_max_s - self.credited_s))
+        self.credited_s += credit
+        self.fresh_motion = False
+        self.moving_over_s = 0.0
+        return credit
+
     def step(self, t_s: float, dt_s: float, flexion_deg: float, state: int, may_alert: bool,
              out: list[Event]) -> None:
         """Advance one tick ending at ``t_s`` lasting ``dt_s``; events are appended to ``out``."""
@@ -80,19 +130,10 @@ class SlouchDetector:
             return
         limit = s.threshold_deg - s.hysteresis_deg if self.active else s.threshold_deg
         if state == MOVING:
-            self.motion_s += dt_s
-            # Motion that ends in a slouch is part of it (sitting down into a slump): keep the
-            # trailing stretch spent above the limit, credited only if the slouch follows.
-            self.moving_over_s = self.moving_over_s + dt_s if flexion_deg >= limit else 0.0
-            if self.motion_s >= self.motion_reset_s:
-                self.end(t_s, out)
-                self.moving_over_s = 0.0
+            self._moving(t_s, dt_s, flexion_deg >= limit, out)
             return
         self.motion_s = 0.0
-        # Only a slouch that starts right after motion gets the motion's tail back, and no more
-        # than the motion hold delayed it; pauses inside a slouch stay pauses.
-        credit = 0.0 if self.active else min(self.moving_over_s, self.credit_max_s)
-        self.moving_over_s = 0.0
+        credit = self._credit()
         if flexion_deg >= limit:
             if not self.active:
                 self.active = True

@@ -12,6 +12,7 @@ import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,9 @@ RATE_CHANGE = 0.15
 """Redesign the filter when the measured sample rate moves by more than this fraction."""
 
 SCALAR_MAX_SAMPLES = 32
-"""Up to this many samples per call, the filter and the tick summaries run in float maths (the same
-operations in the same order as scipy's ``sosfilt`` and numpy's sums, so the same output): for a
-radio packet of a few samples, numpy and scipy call overhead costs far more than the arithmetic."""
+"""Up to this many samples per call, the tick summaries run in float maths (the same operations in
+the same order as numpy's sums, so the same output): for a radio packet of a few samples, numpy
+call overhead costs far more than the arithmetic. (The low-pass always runs in float maths.)"""
 
 SCALAR_MAX_TICKS = 4
 """Up to this many new ticks per call (the live path: a packet completes about one tick), the
@@ -125,7 +126,7 @@ def steady_state_zi(sos: np.ndarray) -> np.ndarray:
 
 
 class LowPass:
-    """A Butterworth low-pass over (n, k) arrays with state carried across calls (``sosfilt`` + ``zi``).
+    """A Butterworth low-pass over (n, k) arrays with state carried across calls (as ``sosfilt`` + ``zi``).
 
     Designed for the measured rate; :meth:`retune` redesigns it when the rate changes and restarts
     it at steady state on the last output, so the output does not jump.
@@ -137,8 +138,10 @@ class LowPass:
         self.rate_hz: float | None = None
         self._sos: np.ndarray | None = None
         self._sos_rows: list[list[float]] = []
-        self._zi: np.ndarray | None = None
-        self._last: np.ndarray | None = None
+        # Filter state as nested lists [section][0 or 1][column] (what sosfilt's ``zi`` holds), and
+        # the last output row: plain floats, because the live path runs on a few samples a call.
+        self._zi: list[list[list[float]]] | None = None
+        self._last: list[float] | None = None
 
     def retune(self, rate_hz: float) -> None:
         """Design for ``rate_hz`` unless the current design is within RATE_CHANGE of it."""
@@ -151,11 +154,12 @@ class LowPass:
         if self._last is not None:
             self.reset(self._last)
 
-    def reset(self, x0: np.ndarray) -> None:
+    def reset(self, x0: np.ndarray | list[float]) -> None:
         """Start at steady state on the value ``x0`` (shape (k,)): after a gap, or a new design."""
         assert self._sos is not None
-        self._zi = steady_state_zi(self._sos)[:, :, None] * np.asarray(x0, dtype=float)[None, None, :]
-        self._last = np.asarray(x0, dtype=float)
+        x = np.asarray(x0, dtype=float)
+        self._zi = (steady_state_zi(self._sos)[:, :, None] * x[None, None, :]).tolist()
+        self._last = x.tolist()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter ``x`` (n, k) along axis 0, continuing from the previous call."""
@@ -164,39 +168,57 @@ class LowPass:
         if self._zi is None:
             self.reset(x[0])
         assert self._sos is not None
-        if x.shape[0] <= SCALAR_MAX_SAMPLES:
-            y = self._filter_scalar(x)
-        else:
-            # Imported here: scipy.signal costs ~0.9 s and ~70 MB, and live packets never need it.
-            from scipy.signal import sosfilt
-
-            y, self._zi = sosfilt(self._sos, x, axis=0, zi=self._zi)
-        self._last = y[-1]
+        y = self._filter(x)
+        self._last = y[-1].tolist()
         return y
 
-    def _filter_scalar(self, x: np.ndarray) -> np.ndarray:
-        """``sosfilt`` (transposed direct form II, section by section) for a few samples."""
-        z = self._zi.tolist()  # type: ignore[union-attr]  # [section][0 or 1][column]
-        sos = self._sos_rows
-        out = []
-        for row in x.tolist():
-            y_row = []
-            for c, x_cur in enumerate(row):
-                for s, (b0, b1, b2, _a0, a1, a2) in enumerate(sos):
-                    zs0, zs1 = z[s]
-                    x_new = b0 * x_cur + zs0[c]
-                    zs0[c] = b1 * x_cur - a1 * x_new + zs1[c]
-                    zs1[c] = b2 * x_cur - a2 * x_new
-                    x_cur = x_new
-                y_row.append(x_cur)
-            out.append(y_row)
-        self._zi = np.array(z)
-        return np.array(out)
+    def columns(self, cols: list[list[float]]) -> list[list[float]]:
+        """Filter columns given as lists (one per axis), continuing from the previous call: the
+        live path's form of ``__call__`` (same arithmetic, no arrays)."""
+        if not cols or not cols[0]:
+            return [list(c) for c in cols]
+        if self._zi is None:
+            self.reset(np.array([c[0] for c in cols]))
+        out = self._filter_columns(cols)
+        self._last = [c[-1] for c in out]
+        return out
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.array(self._filter_columns(x.T.tolist()), dtype=float).T)
+
+    def _filter_columns(self, cols: list[list[float]]) -> list[list[float]]:
+        """``scipy.signal.sosfilt`` with ``zi`` (transposed direct form II, section by section) in
+        float maths, one column and section at a time: the same operations in the same order as
+        scipy's, so the same output to the bit (tested) whether the stream comes a packet or a
+        minute at a time. Written out so that neither the live daemon nor ``slouchd replay``
+        imports ``scipy.signal`` (~0.9 s of start-up and ~70 MB); the loop costs about 0.1 us
+        per sample and axis."""
+        z = self._zi  # [section][0 or 1][column], updated in place
+        assert z is not None
+        cols = list(cols)
+        for c, col in enumerate(cols):
+            for s, (b0, b1, b2, _a0, a1, a2) in enumerate(self._sos_rows):
+                zs = z[s]
+                z0, z1 = zs[0][c], zs[1][c]
+                out: list[float] = []
+                append = out.append
+                for x_cur in col:
+                    y = b0 * x_cur + z0
+                    z0 = b1 * x_cur - a1 * y + z1
+                    z1 = b2 * x_cur - a2 * y
+                    append(y)
+                zs[0][c], zs[1][c] = z0, z1
+                col = out
+            cols[c] = col
+        return cols
 
 
 @dataclass(frozen=True, slots=True)
 class Ticks:
     """Raw samples summarised per 0.1 s tick (tick ``k`` covers ``[k*TICK_S, (k+1)*TICK_S)``).
+
+    The fields are arrays, or plain lists (rows of (x, y, z)) when :func:`summarise_columns`
+    made them for the live path.
 
     Attributes:
         k: tick indices, consecutive within one segment, shape (m,).
@@ -207,20 +229,20 @@ class Ticks:
         gyro_dps: mean angular rate per tick, deg/s, (m, 3), or None.
     """
 
-    k: np.ndarray
-    count: np.ndarray
-    acc_g: np.ndarray
-    grav_g: np.ndarray
-    dyn_g: np.ndarray
-    gyro_dps: np.ndarray | None
+    k: Any
+    count: Any
+    acc_g: Any
+    grav_g: Any
+    dyn_g: Any
+    gyro_dps: Any
 
     def __len__(self) -> int:
-        return int(self.k.shape[0])
+        return len(self.k)
 
     @property
     def t_end_s(self) -> np.ndarray:
         """The time each tick closes, seconds: when the live daemon knows its value."""
-        return (self.k + 1) * TICK_S
+        return (np.asarray(self.k) + 1) * TICK_S
 
 
 def summarise_ticks(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, gyro: np.ndarray | None) -> Ticks:
@@ -261,14 +283,16 @@ def bridge_ticks(prev: Ticks | None, ticks: Ticks) -> Ticks:
     if missing <= 0:
         return ticks
 
-    def held(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        return np.concatenate((np.repeat(before[-1:], missing, axis=0), after))
+    def held(before: Any, after: Any) -> np.ndarray:
+        return np.concatenate((np.repeat(np.asarray(before, dtype=float)[-1:], missing, axis=0),
+                               np.asarray(after, dtype=float)))
 
-    return Ticks(np.concatenate((np.arange(last + 1, last + 1 + missing, dtype=ticks.k.dtype), ticks.k)),
-                 np.concatenate((np.zeros(missing, dtype=ticks.count.dtype), ticks.count)),
+    return Ticks(np.concatenate((np.arange(last + 1, last + 1 + missing, dtype=np.int64),
+                                 np.asarray(ticks.k, dtype=np.int64))),
+                 np.concatenate((np.zeros(missing, dtype=np.int64), np.asarray(ticks.count, dtype=np.int64))),
                  held(prev.acc_g, ticks.acc_g), held(prev.grav_g, ticks.grav_g),
                  held(prev.dyn_g, ticks.dyn_g),
-                 None if ticks.gyro_dps is None else held(prev.gyro_dps, ticks.gyro_dps))  # type: ignore[arg-type]
+                 None if ticks.gyro_dps is None else held(prev.gyro_dps, ticks.gyro_dps))
 
 
 def _summarise_scalar(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, gyro: np.ndarray | None) -> Ticks:
@@ -277,10 +301,19 @@ def _summarise_scalar(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, gyro: np.n
     Sums follow numpy's order (``np.add.reduceat`` adds the first value of a run to a pairwise sum
     of the rest; a row's three squares are summed left to right), so the ticks are the same to the
     last bit as the array version's."""
-    kl = k.tolist()
-    acc_c = acc.T.tolist()
-    lp_c = lp.T.tolist()
     gyro_c = None if gyro is None else gyro.T.tolist()
+    t = summarise_columns(k.tolist(), acc.T.tolist(), lp.T.tolist(), gyro_c)
+    return Ticks(np.array(t.k, dtype=np.int64), np.array(t.count, dtype=np.int64),
+                 np.array(t.acc_g, dtype=float).reshape(-1, 3),
+                 np.array(t.grav_g, dtype=float).reshape(-1, 3), np.array(t.dyn_g, dtype=float),
+                 None if t.gyro_dps is None else np.array(t.gyro_dps, dtype=float).reshape(-1, 3))
+
+
+def summarise_columns(kl: list[int], acc_c: list[list[float]], lp_c: list[list[float]],
+                      gyro_c: list[list[float]] | None) -> Ticks:
+    """:func:`summarise_ticks` on plain lists (tick index per sample; columns x, y, z of raw and
+    low-passed acceleration and of the gyro), giving a :class:`Ticks` of lists: the live path's
+    form, the same sums to the bit."""
     sq = []
     for ax, ay, az, lx, ly, lz in zip(*acc_c, *lp_c, strict=True):
         dx, dy, dz = ax - lx, ay - ly, az - lz
@@ -317,9 +350,7 @@ def _summarise_scalar(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, gyro: np.n
         if gyro_c is not None:
             gyro_m.append([_run_sum(col, a, c) / c for col in gyro_c])
         a = b
-    return Ticks(np.array(ticks, dtype=np.int64), np.array(counts, dtype=np.int64),
-                 np.array(acc_m, dtype=float), np.array(lp_m, dtype=float), np.array(dyn, dtype=float),
-                 None if gyro_c is None else np.array(gyro_m, dtype=float))
+    return Ticks(ticks, counts, acc_m, lp_m, dyn, None if gyro_c is None else gyro_m)
 
 
 def _run_sum(v: list[float], start: int, n: int) -> float:

@@ -10,6 +10,9 @@ When the trunk flexes forward by theta, gravity seen from the trunk tips backwar
 
 Leaning back gives negative flexion and leaning sideways changes only the lateral angle, so
 neither is a slouch.
+
+Why over ~400 lines: the calibration value, the angles (array and float-maths forms), the
+orientation filter and the forward-axis learner share these conventions; split them when one grows.
 """
 
 from __future__ import annotations
@@ -138,6 +141,43 @@ def angles(g: np.ndarray, cal: Calibration) -> tuple[np.ndarray, np.ndarray | No
     return flexion, lateral, tilt
 
 
+def angle_rows(g: list[list[float]], cal: Calibration
+               ) -> tuple[list[float], list[float] | None, list[float]]:
+    """:func:`angles` for a few gravity rows in float maths (the same formulas; the result may
+    differ from numpy's in the last bit, far below display precision)."""
+    up, fwd, right = _axes_f(cal.up, cal.forward)
+    ux, uy, uz = up
+    tilt: list[float] = []
+    acos, deg, sqrt = math.acos, math.degrees, math.sqrt
+    for x, y, z in g:
+        gu = x * ux + y * uy + z * uz
+        c = gu / max(sqrt(x * x + y * y + z * z), 1e-9)
+        tilt.append(deg(acos(-1.0 if c < -1.0 else (1.0 if c > 1.0 else c))))
+    if fwd is None or right is None:
+        return tilt, None, tilt
+    fx, fy, fz = fwd
+    rx, ry, rz = right
+    flex: list[float] = []
+    lat: list[float] = []
+    atan2 = math.atan2
+    for x, y, z in g:
+        gu = x * ux + y * uy + z * uz
+        gf = x * fx + y * fy + z * fz
+        gr = x * rx + y * ry + z * rz
+        flex.append(deg(atan2(-gf, gu)))
+        lat.append(deg(atan2(-gr, math.hypot(gf, gu))))
+    return flex, lat, tilt
+
+
+@functools.lru_cache(maxsize=8)
+def _axes_f(up: tuple[float, float, float], forward: tuple[float, float, float] | None
+            ) -> tuple[tuple[float, ...], tuple[float, ...] | None, tuple[float, ...] | None]:
+    """:func:`_axes` as tuples of floats."""
+    u, f, r = _axes(up, forward)
+    return (tuple(u.tolist()), None if f is None else tuple(f.tolist()),
+            None if r is None else tuple(r.tolist()))
+
+
 GYRO_STILL_DPS = 2.0
 """The gyroscope reads as still (what it reads is then bias) while every axis stays within this of
 the bias estimate, deg/s: above breathing and postural sway, below any deliberate move."""
@@ -230,15 +270,31 @@ class OrientationFilter:
         (n,) body-motion RMS in g (unused: kept for the callers), ``gyro_dps`` (n, 3) mean rate or
         None, ``moving_g`` (unused). Returns unit gravity vectors (n, 3) and the bias-free
         rotation rate magnitude per tick (deg/s) or None."""
-        n = grav_g.shape[0]
-        out = np.empty((n, 3))
-        rate_mag = None if gyro_dps is None else np.empty(n)
+        rows, rates = self.run_rows(grav_g, gyro_dps)
+        rate_arr = None if rates is None else np.array(rates, dtype=float)
+        return np.array(rows, dtype=float).reshape(-1, 3), rate_arr
+
+    def run_rows(self, grav_g: np.ndarray | list[list[float]], gyro_dps: np.ndarray | list[list[float]] | None
+                 ) -> tuple[list[list[float]], list[float] | None]:
+        """:meth:`run` with plain lists out: gravity rows (x, y, z) and rates (deg/s) or None (the
+        per-tick path uses them as floats; building arrays only to convert them back cost more
+        than the maths)."""
+        n = len(grav_g)
+        out: list[list[float]] = []
+        rate_mag: list[float] | None = None if gyro_dps is None else []
         to_dps = math.degrees(1.0) / self.tick_s
         if n <= SCALAR_MAX_TICKS:
             a_unit, mag_ok = self._prepare_scalar(grav_g)
         else:
-            a_unit, mag_ok = self._prepare(grav_g)
-        rates = None if gyro_dps is None else (np.radians(gyro_dps) * self.tick_s).tolist()
+            a_unit, mag_ok = self._prepare(np.asarray(grav_g, dtype=float))
+        if gyro_dps is None:
+            rates = None
+        elif isinstance(gyro_dps, np.ndarray):
+            rates = (np.radians(gyro_dps) * self.tick_s).tolist()
+        else:
+            # math.radians multiplies by the same pi / 180 as np.radians: the same floats.
+            rad, ts = math.radians, self.tick_s
+            rates = [[rad(x) * ts, rad(y) * ts, rad(z) * ts] for x, y, z in gyro_dps]
         g = self.g
         bias = self.bias
         k_gyro, k_acc = self.k_gyro, self.k_acc
@@ -248,9 +304,9 @@ class OrientationFilter:
             steady = self._acc_steady(a) if rates is not None else False
             if g is None:
                 g = list(a)
-                out[i] = g
+                out.append(g)
                 if rate_mag is not None:
-                    rate_mag[i] = 0.0
+                    rate_mag.append(0.0)
                 continue
             if rates is not None:
                 wx, wy, wz = rates[i]  # radians turned during this tick
@@ -268,7 +324,7 @@ class OrientationFilter:
                 wy -= bias[1]
                 wz -= bias[2]
                 angle = math.sqrt(wx * wx + wy * wy + wz * wz)
-                rate_mag[i] = angle * to_dps  # type: ignore[index]
+                rate_mag.append(angle * to_dps)  # type: ignore[union-attr]
                 gx, gy, gz = g
                 if angle > 1e-12:
                     # A world-fixed vector seen from a sensor that turned by w: rotated by -w
@@ -293,7 +349,7 @@ class OrientationFilter:
             gz = g[2] + k * (a[2] - g[2])
             norm = math.sqrt(gx * gx + gy * gy + gz * gz) or 1.0
             g = [gx / norm, gy / norm, gz / norm]
-            out[i] = g
+            out.append(g)
         self.g = g
         return out, rate_mag
 
@@ -303,10 +359,11 @@ class OrientationFilter:
         a_unit = (grav_g / np.maximum(mag, 1e-9)[:, None]).tolist()
         return a_unit, (np.abs(mag - 1.0) < self.reject_g).tolist()
 
-    def _prepare_scalar(self, grav_g: np.ndarray) -> tuple[list[list[float]], list[bool]]:
+    def _prepare_scalar(self, grav_g: np.ndarray | list[list[float]]
+                        ) -> tuple[list[list[float]], list[bool]]:
         """:meth:`_prepare` for a few ticks in float maths (the same operations, in the same order)."""
         a_unit, mag_ok = [], []
-        for x, y, z in grav_g.tolist():
+        for x, y, z in (grav_g.tolist() if isinstance(grav_g, np.ndarray) else grav_g):
             mag = math.sqrt(x * x + y * y + z * z)
             m = max(mag, 1e-9)
             a_unit.append([x / m, y / m, z / m])

@@ -14,12 +14,18 @@ The live daemon, the demo and ``slouchd replay`` all run this class. The pipelin
 
 Times of frames and events are sample-clock times: the moment the live daemon would have emitted
 them. Wall-clock rules (quiet hours, midnight) use ``t_s + epoch_offset_s`` in ``tz``.
+
+Why over ~400 lines: steps 1-4 exist twice, on whole arrays (replay's minutes) and on plain lists
+(the live daemon calls once per 0.1 s tick, where numpy's per-call overhead used to be most of the
+cost: ``bench/tracker_tick.py``); both paths and the loop that joins them stay together.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -41,15 +47,15 @@ from slouchd.posture.filters import (
     bridge_ticks,
     gap_starts,
     increasing_mask,
+    summarise_columns,
     summarise_ticks,
 )
 from slouchd.posture.orientation import (
     AxisLearner,
     Calibration,
     OrientationFilter,
+    angle_rows,
     angles,
-    forward_from_mount,
-    forward_from_two_poses,
     unit,
 )
 from slouchd.posture.settings import (
@@ -61,8 +67,7 @@ from slouchd.posture.settings import (
 
 RATE_MIN_SAMPLES = 8
 """Samples needed before the first filter design (the rate is measured from them)."""
-TWO_POSE_MIN_DEG = 10.0
-"""A deliberate forward bend for the two-pose calibration must tilt at least this much, degrees."""
+TWO_POSE_MIN_DEG = st.TWO_POSE_MIN_DEG
 
 
 @dataclass
@@ -101,9 +106,11 @@ class PostureTracker:
         self.activity_settings = activity or ActivitySettings()
         self.frame_interval_s = max(float(frame_interval_s), TICK_S)
         self.clock = wb.LocalClock(epoch_offset_s, tz, list(detection.quiet_hours))
-        self.calibration: Calibration | None = None
+        self._detector = det.SlouchDetector(detection, self.activity_settings.motion_reset_s,
+                                            self.activity_settings.motion_hold_s + 0.5)
+        self._cal = st.CalibrationStage(self.cal_settings, mount, self._detector)
         if calibration is not None:
-            self._set_calibration(calibration)
+            self._cal.set(calibration)
         self._frames = st.FrameStage(self.frame_interval_s, PostureFrame(
             0.0, None, None, Posture.UNKNOWN, Activity.UNKNOWN, False, self.calibration is not None))
         self.dropped: dict[str, int] = {}
@@ -113,24 +120,32 @@ class PostureTracker:
         self._orient = OrientationFilter(TICK_S)
         self._activity = ActivityClassifier(self.activity_settings, TICK_S)
         self._learner = AxisLearner()
-        self._detector = det.SlouchDetector(detection, self.activity_settings.motion_reset_s,
-                                            self.activity_settings.motion_hold_s + 0.5)
+        # Ticks (time, gravity, activity) while the forward axis is unknown, one dwell's worth:
+        # once it is learned, a slouch already going on keeps the time it has lasted.
+        self._unjudged: deque[tuple[float, Any, int]] = deque(maxlen=_unjudged_len(detection))
         self._wellbeing = wb.Wellbeing(wellbeing)
         self._slouch = st.SlouchStage(self._detector, self._wellbeing, self.clock)
         self._last_t = -math.inf
-        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        # Samples of the tick not yet complete: times, and columns (x, y, z lists) of raw and
+        # low-passed acceleration and of the gyro (None without).
+        self._pending: tuple[list[float], Cols, Cols, Cols | None] | None = None
         self._last_tick_end = -math.inf
-        self._cal_request: float | None = None
-        self._cal_forward = False
-        self._steady_ticks = 0
         self._wear = st.WearStage()
-        self._recal_pending = False
         self._seen_data = False
         self._lp_reset_pending = True
         self._prebuf: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._last_tick: Ticks | None = None  # the last tick decided in this segment (held over drops)
 
     # ----------------------------------------------------------------------------- public API
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The upright reference in force (None before the first)."""
+        return self._cal.calibration
+
+    @calibration.setter
+    def calibration(self, cal: Calibration | None) -> None:
+        self._cal.calibration = cal
 
     @property
     def frame(self) -> PostureFrame:
@@ -149,13 +164,21 @@ class PostureTracker:
         t = np.asarray(batch.t_s, dtype=float)
         acc = np.asarray(batch.acc_g, dtype=float)
         gyro = None if batch.gyro_dps is None else np.asarray(batch.gyro_dps, dtype=float)
-        if self._clean_continuation(t, acc, gyro):
-            # The live case (a radio packet following on from the last): nothing to drop or split.
-            if self._pending is not None and (self._pending[3] is None) != (gyro is None):
-                self._flush(out)
-            self._segment(t, acc, gyro, out)
-            self._last_t = float(t[-1])
-            return out
+        if t.size <= SCALAR_MAX_SAMPLES and self._lp.rate_hz is not None:
+            cols = self._clean_continuation(t, acc, gyro)
+            if cols is not None:
+                # The live case (a radio packet following on from the last): nothing to drop or
+                # split, and plain lists from here on.
+                if self._pending is not None and (self._pending[3] is None) != (gyro is None):
+                    self._flush(out)
+                self._segment_small(*cols, out)
+                self._last_t = cols[0][-1]
+                return out
+        self._general(t, acc, gyro, out)
+        return out
+
+    def _general(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, out: TrackerOutput) -> None:
+        """:meth:`process` for any batch: drop non-finite and not-increasing samples, split at gaps."""
         finite = np.isfinite(t) & np.all(np.isfinite(acc), axis=1)
         if gyro is not None:
             finite &= np.all(np.isfinite(gyro), axis=1)
@@ -167,7 +190,7 @@ class PostureTracker:
             t, acc = t[keep], acc[keep]
             gyro = None if gyro is None else gyro[keep]
         if t.size == 0:
-            return out
+            return
         if self._pending is not None and (self._pending[3] is None) != (gyro is None):
             self._flush(out)  # the sensor switched gyro on/off: close the tick without mixing
         starts = gap_starts(t, self._last_t, self.activity_settings.gap_s)
@@ -179,19 +202,13 @@ class PostureTracker:
                 self._gap(float(t[a]), out)
             self._segment(t[a:b], acc[a:b], None if gyro is None else gyro[a:b], out)
         self._last_t = float(t[-1])
-        return out
 
     def flush(self) -> TrackerOutput:
         """Close the last, partial tick (end of a recording)."""
         out = TrackerOutput()
         self._flush(out)
-        if self._cal_request is not None:
-            # A calibration asked for and never judged must still get its answer.
-            t_end = self._last_tick_end if math.isfinite(self._last_tick_end) else 0.0
-            out.events.append(Event(t_end, EventKind.CALIBRATION_FAILED, {
-                "reason": "the recording ended before a still window of "
-                          f"{max(self.cal_settings.still_s, 2.0):g} s"}))
-            self._cal_request = None
+        # A calibration asked for and never judged must still get its answer.
+        self._cal.unanswered(self._last_tick_end if math.isfinite(self._last_tick_end) else 0.0, out.events)
         return out
 
     def request_calibration(self, forward: bool = False) -> None:
@@ -201,14 +218,13 @@ class PostureTracker:
         deliberate forward bend (>= 10 deg) whose direction defines the forward axis. Either way
         the outcome is a ``calibrated`` or ``calibration_failed`` event (with ``reason``).
         """
-        self._cal_request = self._last_t if math.isfinite(self._last_t) else -math.inf
-        self._cal_forward = forward
-        self._steady_ticks = 0
+        self._cal.ask(self._last_t, forward)
 
     def set_detection(self, detection: DetectionSettings) -> None:
         """New ``[detection]`` settings, applied from the next tick."""
         self.detection = detection
         self._detector.set_settings(detection)
+        self._unjudged = deque(self._unjudged, maxlen=_unjudged_len(detection))
         self.clock.set_quiet_hours(list(detection.quiet_hours))
 
     def snooze_until(self, t_s: float | None) -> None:
@@ -243,7 +259,7 @@ class PostureTracker:
         """
         cal = d.get("calibration")
         if cal is not None:
-            self._set_calibration(Calibration.from_dict(cal))
+            self._cal.set(Calibration.from_dict(cal))
         if d.get("totals"):
             self._wellbeing.totals = wb.DayTotals.from_dict(d["totals"])
             self.clock.hold_day(self._wellbeing.totals.date)
@@ -251,28 +267,31 @@ class PostureTracker:
 
     # ------------------------------------------------------------------------------ internals
 
-    def _clean_continuation(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None) -> bool:
-        """Whether the batch is all finite, strictly increasing from the last sample and without a
-        gap: then the general path would keep every sample and make one segment of them."""
-        if t.size > SCALAR_MAX_SAMPLES:
-            return False
+    def _clean_continuation(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None
+                            ) -> tuple[list[float], Cols, Cols | None] | None:
+        """A few samples as lists (times; x, y, z columns of acceleration and gyro) if they are all
+        finite, strictly increasing from the last sample and without a gap (then the general
+        path would keep every sample and make one segment of them); else None."""
+        times = t.tolist()
         prev = self._last_t
         gap = self.activity_settings.gap_s
-        for x in t.tolist():
+        for x in times:
             # Written so that NaN fails too.
             if not (x > prev and x - prev <= gap):
-                return False
+                return None
             prev = x
-        return bool(np.isfinite(acc).all() and (gyro is None or np.isfinite(gyro).all()))
+        acc_c = acc.T.tolist()
+        gyro_c = None if gyro is None else gyro.T.tolist()
+        # A sum is finite only if every term is (or overflowed: then the general path decides).
+        isfinite = math.isfinite
+        for col in acc_c if gyro_c is None else acc_c + gyro_c:
+            if not isfinite(sum(col)):
+                return None
+        return times, acc_c, gyro_c
 
     def _count(self, reason: str, n: int) -> None:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
-
-    def _set_calibration(self, cal: Calibration) -> None:
-        if self.mount is not None:
-            cal = cal.with_forward(forward_from_mount(self.mount), "mount")
-        self.calibration = cal
 
     def _gap(self, t_next: float, out: TrackerOutput) -> None:
         """Samples resume at ``t_next`` after a gap (or for the first time): close what came before,
@@ -296,12 +315,11 @@ class PostureTracker:
             self._frames.emit_until(gap_end, out.frames)
         self._seen_data = True
         self._last_tick = None
-        if self._cal_request is not None:
-            self._cal_request = -math.inf  # a requested calibration waits for the data to resume
+        self._cal.gap()  # a requested calibration waits for the data to resume
+        self._unjudged.clear()
         self._orient.reset()
         self._activity.reset()
         self._rate.reset()
-        self._steady_ticks = 0
         self._lp_reset_pending = True
 
     def _flush(self, out: TrackerOutput) -> None:
@@ -309,8 +327,7 @@ class PostureTracker:
             return
         t, acc, lp, gyro = self._pending
         self._pending = None
-        k = np.floor(t / TICK_S).astype(np.int64)
-        self._ticks(summarise_ticks(k, acc, lp, gyro), out)
+        self._ticks(summarise_columns([math.floor(x / TICK_S) for x in t], acc, lp, gyro), out)
 
     def _segment(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None, out: TrackerOutput) -> None:
         """Samples with no gap inside (and none since the previous call)."""
@@ -328,14 +345,42 @@ class PostureTracker:
             self._prebuf = None
             self._lp.retune(_guess_rate(t))
         if t.size <= SCALAR_MAX_SAMPLES:
-            times = t.tolist()
-            if self._pending is not None:
-                times.insert(0, float(self._pending[0][-1]))
-            rate = self._rate.update([b - a for a, b in itertools.pairwise(times)])
-        elif self._pending is None:
-            rate = self._rate.update(np.diff(t))
+            self._segment_small(t.tolist(), acc.T.tolist(), None if gyro is None else gyro.T.tolist(), out)
         else:
-            rate = self._rate.update(np.diff(t, prepend=self._pending[0][-1]))
+            self._segment_big(t, acc, gyro, out)
+
+    def _segment_small(self, t: list[float], acc: Cols, gyro: Cols | None, out: TrackerOutput) -> None:
+        """:meth:`_segment` for a radio packet or a tick's worth of samples, on plain lists (times;
+        x, y, z columns): the same arithmetic as the array path without its per-call overhead."""
+        pend = self._pending
+        times = t if pend is None else [pend[0][-1], *t]
+        rate = self._rate.update([b - a for a, b in itertools.pairwise(times)])
+        if rate is not None:
+            self._lp.retune(rate)
+        if self._lp_reset_pending:
+            self._lp.reset([c[0] for c in acc])
+            self._lp_reset_pending = False
+        lp = self._lp.columns(acc)
+        self._frames.start(t[0])
+        if pend is not None:
+            pt, pa, pl, pg = pend
+            t = pt + t
+            acc = [a + b for a, b in zip(pa, acc, strict=True)]
+            lp = [a + b for a, b in zip(pl, lp, strict=True)]
+            gyro = None if gyro is None or pg is None else [a + b for a, b in zip(pg, gyro, strict=True)]
+        k = [math.floor(x / TICK_S) for x in t]  # the same as np.floor(t / TICK_S)
+        cut = bisect.bisect_left(k, k[-1])
+        self._pending = (t[cut:], [c[cut:] for c in acc], [c[cut:] for c in lp],
+                         None if gyro is None else [c[cut:] for c in gyro])
+        if cut > 0:
+            self._ticks(summarise_columns(k[:cut], [c[:cut] for c in acc], [c[:cut] for c in lp],
+                                          None if gyro is None else [c[:cut] for c in gyro]), out)
+
+    def _segment_big(self, t: np.ndarray, acc: np.ndarray, gyro: np.ndarray | None,
+                     out: TrackerOutput) -> None:
+        """:meth:`_segment` for many samples (replay's minute-long batches) on whole arrays."""
+        pend = self._pending
+        rate = self._rate.update(np.diff(t) if pend is None else np.diff(t, prepend=pend[0][-1]))
         if rate is not None:
             self._lp.retune(rate)
         if self._lp_reset_pending:
@@ -343,16 +388,16 @@ class PostureTracker:
             self._lp_reset_pending = False
         lp = self._lp(acc)
         self._frames.start(float(t[0]))
-        if self._pending is not None:
-            pt, pa, pl, pg = self._pending
+        if pend is not None:
+            pt, pa, pl, pg = pend
             t = np.concatenate((pt, t))
-            acc = np.concatenate((pa, acc))
-            lp = np.concatenate((pl, lp))
-            gyro = None if gyro is None or pg is None else np.concatenate((pg, gyro))
+            acc = np.concatenate((np.array(pa).T, acc))
+            lp = np.concatenate((np.array(pl).T, lp))
+            gyro = None if gyro is None or pg is None else np.concatenate((np.array(pg).T, gyro))
         k = np.floor(t / TICK_S).astype(np.int64)
-        last = k[-1]
-        cut = int(np.searchsorted(k, last, side="left"))
-        self._pending = (t[cut:], acc[cut:], lp[cut:], None if gyro is None else gyro[cut:])
+        cut = int(np.searchsorted(k, k[-1], side="left"))
+        self._pending = (t[cut:].tolist(), acc[cut:].T.tolist(), lp[cut:].T.tolist(),
+                         None if gyro is None else gyro[cut:].T.tolist())
         if cut > 0:
             gyro_done = None if gyro is None else gyro[:cut]
             self._ticks(summarise_ticks(k[:cut], acc[:cut], lp[:cut], gyro_done), out)
@@ -362,49 +407,18 @@ class PostureTracker:
         if len(ticks) == 0:
             return
         ticks = bridge_ticks(self._last_tick, ticks)
-        n = len(ticks)
         self._last_tick = Ticks(ticks.k[-1:], ticks.count[-1:], ticks.acc_g[-1:], ticks.grav_g[-1:],
                                 ticks.dyn_g[-1:], None if ticks.gyro_dps is None else ticks.gyro_dps[-1:])
-        act_s = self.activity_settings
-        t_end = ticks.t_end_s
-        g, gyro_mag = self._orient.run(ticks.grav_g, ticks.dyn_g, ticks.gyro_dps, act_s.moving_g)
-        if n <= SCALAR_MAX_TICKS:
-            g_acc = _unit_rows(ticks.grav_g)
-            amag = np.array([math.sqrt(x * x + y * y + z * z) for x, y, z in ticks.acc_g.tolist()])
-        else:
-            g_acc = unit(ticks.grav_g)
-            amag = np.linalg.norm(ticks.acc_g, axis=1)
-        spt = (self._lp.rate_hz or 50.0) * TICK_S
-        feats = self._activity.update(g_acc, ticks.dyn_g, amag, gyro_mag, spt, g)
-        moving = feats.moving.tolist()
-        walking = feats.walking.tolist()
-        lifeless = feats.lifeless.tolist()
-        alive = feats.alive.tolist()
-        steady = feats.steady.tolist()
-
+        inp = self._inputs(ticks)
         cal = self.calibration
-        flex_l, lat_l, tilt_l = self._angles(g, cal)
-        if self.mount is not None:
-            up_m = self.mount.up_vector
-            mount_tilt = np.degrees(np.arccos(np.clip(g_acc @ up_m, -1, 1))).tolist()
-        else:
-            mount_tilt = None
-
-        clock = self.clock
+        flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
+        mount_tilt = inp.mount_tilt
         d_set = self.detection
         training = d_set.mode == "training" and d_set.alerts_enabled
         events = out.events
-        t_list = t_end.tolist()
-        frames = self._frames
-        wear = self._wear
-        slouch = self._slouch
-        learn = (self.cal_settings.learn_axis and self.mount is None)
-        learn_mask = np.zeros(n, dtype=bool) if learn else None
-        for i in range(n):
-            t = t_list[i]
-            if not (clock.day_start_s <= t < clock.day_end_s):
-                clock.advance(t)
-                self._roll_day(t, events)
+        learn = self.cal_settings.learn_axis and self.mount is None
+        learned: list[int] = []
+        for i, t in enumerate(inp.t):
             # --- worn or not
             if cal is not None:
                 tilt_now, lying_limit = tilt_l[i], st.LYING_TILT_DEG
@@ -412,144 +426,139 @@ class PostureTracker:
                 tilt_now, lying_limit = mount_tilt[i], st.LYING_MOUNT_TILT_DEG
             else:
                 tilt_now, lying_limit = 0.0, 180.0
-            if wear.step(t, tilt_now, lying_limit, moving[i], lifeless[i], alive[i]) and cal is not None:
-                self._recal_pending = self.cal_settings.auto  # put back on: it sits differently
-            worn = wear.worn
+            worn = self._wear_step(t, tilt_now, lying_limit, inp, i, events)
             # --- calibration
-            if self._calibration_step(t, steady[i], worn, feats.mean_g[i], mount_tilt, i, events):
+            if self._cal.step(t, inp.steady[i], worn, inp.mean_g[i],
+                              None if mount_tilt is None else mount_tilt[i], events):
                 cal = self.calibration
-                flex_l, lat_l, tilt_l = self._angles(g, cal)
+                flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
             # --- activity, the slouch detector and wellbeing
-            act = st.activity_of(worn, walking[i], moving[i])
+            act = st.activity_of(worn, inp.walking[i], inp.moving[i])
             # Without a forward axis the tilt has no sign (leaning back would read as a slouch):
             # the angle is not judged, shown or counted until the axis is declared or learned.
             judged = cal is not None and cal.forward is not None
             flex = flex_l[i] if judged else 0.0
-            slouching = slouch.step(t, flex, judged, act, training, events)
-            if learn_mask is not None and act == st.STILL and cal is not None:
-                learn_mask[i] = True
+            slouching = self._slouch.step(t, flex, judged, act, training, events)
+            if learn and cal is not None and cal.forward is None:
+                self._unjudged.append((t, inp.g[i], act))
+            if learn and act == st.STILL and cal is not None and cal.forward is None:
+                learned.append(i)
+                # Judged at every tick where it could succeed, so the axis is learned at the same
+                # tick however the stream was cut (live packets or replay's minutes).
+                if self._learner.n + len(learned) >= self._learner.min_ticks:
+                    self._learn(inp.g, learned, cal, t, events)
+                    learned = []
+                    if self.calibration is not cal and self.calibration is not None:
+                        cal = self.calibration
+                        flex_l, lat_l, tilt_l = self._angles(inp.g, cal)
+                        self._resume_slouch(cal)
             # --- frame
-            if frames.due(t):
-                show = judged and act != st.NOT_WORN
-                frames.frame = PostureFrame(
-                    t, flex if show else None, lat_l[i] if (show and lat_l is not None) else None,
-                    st.posture_of(act, judged, slouching), st.ACTIVITY[act], worn, cal is not None,
-                    self._wellbeing.sitting_s, self._detector.clock_s,
-                    None if cal is None else cal.axis_source)
-                frames.emit_until(t, out.frames)
-        self._last_tick_end = float(t_end[-1])
-        if learn_mask is not None and cal is not None and cal.forward is None and learn_mask.any():
-            up = np.asarray(cal.up)
-            self._learner.add(g[learn_mask], up)
-            fwd = self._learner.propose(up)
-            if fwd is not None:
-                self.calibration = cal.with_forward(fwd, "learned")
-                events.append(Event(float(t_end[-1]), EventKind.CALIBRATED, {
-                    **_cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+            if self._frames.due(t):
+                self._frame(t, flex, None if lat_l is None else lat_l[i], judged, act, slouching, worn,
+                            cal, out)
+        self._last_tick_end = inp.t[-1]
+        if learned and cal is not None:
+            self._learn(inp.g, learned, cal, None, events)  # too few yet to propose
 
-    def _calibration_step(self, t: float, steady: bool, worn: bool, mean_g: np.ndarray,
-                          mount_tilt: list[float] | None, i: int, events: list[Event]) -> bool:
-        """Count still ticks and take a requested or automatic upright reference when its window
-        is complete. Returns whether the calibration changed at this tick."""
-        # A requested calibration judges the window itself (and says why it refuses it).
-        if steady and (worn or self._cal_request is not None):
-            self._steady_ticks += 1
-        else:
-            self._steady_ticks = 0
-        auto_due = (self.calibration is None or self._recal_pending) and self.cal_settings.auto
-        if self._cal_request is not None or auto_due:
-            return self._try_calibrate(t, mean_g, worn, mount_tilt, i, events) is not None
-        return False
+    def _resume_slouch(self, cal: Calibration) -> None:
+        """The forward axis was just learned: a slouch that has been going on while the angle could
+        not be judged (still, at or above threshold, back to a tick at or above threshold; short
+        motion as pauses) resumes with the time it has lasted, as if it had been judged all along."""
+        hist = list(self._unjudged)
+        self._unjudged.clear()
+        if not hist:
+            return
+        flex, _, _ = angle_rows([[float(x) for x in g] for _, g, _ in hist], cal)
+        d = self.detection
+        max_moving = round(self.activity_settings.motion_reset_s / TICK_S)
+        run: list[tuple[float, float]] = []  # (t, flexion) of the still ticks of the run, newest first
+        moving = 0
+        for (t, _, act), f in zip(reversed(hist), reversed(flex), strict=True):
+            if act == st.MOVING and moving + 1 < max_moving:
+                moving += 1
+                continue
+            if act != st.STILL or f < d.threshold_deg - d.hysteresis_deg:
+                break
+            moving = 0
+            run.append((t, f))
+        while run and run[-1][1] < d.threshold_deg:  # a slouch starts at the threshold
+            run.pop()
+        if run:
+            self._detector.resume(run[-1][0] - TICK_S, len(run) * TICK_S, max(f for _, f in run))
 
-    def _angles(self, g: np.ndarray,
+    def _wear_step(self, t: float, tilt_now: float, lying_limit: float, inp: _TickInputs, i: int,
+                   events: list[Event]) -> bool:
+        """The local day and the worn state at the tick ending at ``t``."""
+        clock = self.clock
+        if not (clock.day_start_s <= t < clock.day_end_s):
+            clock.advance(t)
+            self._roll_day(t, events)
+        wear = self._wear
+        if (wear.step(t, tilt_now, lying_limit, inp.moving[i], inp.lifeless[i], inp.alive[i])
+                and self.calibration is not None):
+            self._cal.recal_pending = self.cal_settings.auto  # put back on: it sits differently
+        return wear.worn
+
+    def _frame(self, t: float, flex: float, lat: float | None, judged: bool, act: int, slouching: bool,
+               worn: bool, cal: Calibration | None, out: TrackerOutput) -> None:
+        """The tick ending at ``t`` reached a frame time: the frame's state, and the frames due."""
+        show = judged and act != st.NOT_WORN
+        self._frames.frame = PostureFrame(
+            t, flex if show else None, lat if show else None,
+            st.posture_of(act, judged, slouching), st.ACTIVITY[act], worn, cal is not None,
+            self._wellbeing.sitting_s, self._detector.clock_s,
+            None if cal is None else cal.axis_source)
+        self._frames.emit_until(t, out.frames)
+
+    def _learn(self, g: np.ndarray | list[list[float]], rows: list[int], cal: Calibration, t: float | None,
+               events: list[Event]) -> None:
+        """Still ticks ``rows`` of gravity ``g`` (n, 3) for the forward-axis learner; at tick time
+        ``t`` (None: not yet) a proposal, and a calibration once learned."""
+        up = np.asarray(cal.up)
+        self._learner.add(np.asarray(g, dtype=float)[rows] if isinstance(g, list) else g[rows], up)
+        fwd = None if t is None else self._learner.propose(up)
+        if fwd is not None and t is not None:
+            self.calibration = cal.with_forward(fwd, "learned")
+            events.append(Event(t, EventKind.CALIBRATED, {
+                **st.cal_data(self.calibration), "reason": "forward axis learned from the bends observed"}))
+
+    def _inputs(self, ticks: Ticks) -> _TickInputs:
+        """Gravity, activity features and mount tilt per tick, as lists of floats. A few ticks
+        (the live path) in float maths; many (replay) on whole arrays."""
+        spt = (self._lp.rate_hz or 50.0) * TICK_S
+        t_end = [(k + 1) * TICK_S for k in _as_list(ticks.k)]
+        up_m = None if self.mount is None else self.mount.up_vector
+        if len(ticks) <= SCALAR_MAX_TICKS:
+            grav = _as_list(ticks.grav_g)
+            gyro = None if ticks.gyro_dps is None else _as_list(ticks.gyro_dps)
+            g, gyro_mag = self._orient.run_rows(grav, gyro)
+            g_acc = _unit_rows(grav)
+            amag = [math.sqrt(x * x + y * y + z * z) for x, y, z in _as_list(ticks.acc_g)]
+            f = self._activity.update_rows(g_acc, _as_list(ticks.dyn_g), amag, gyro_mag, spt, g)
+            mount_tilt = None if up_m is None else _tilt_from(g_acc, up_m.tolist())
+            return _TickInputs(t_end, g, *f, mount_tilt)
+        grav_arr = np.asarray(ticks.grav_g, dtype=float)
+        dyn_arr = np.asarray(ticks.dyn_g, dtype=float)
+        gyro_in = None if ticks.gyro_dps is None else np.asarray(ticks.gyro_dps, dtype=float)
+        g_arr, gyro_arr = self._orient.run(grav_arr, dyn_arr, gyro_in, self.activity_settings.moving_g)
+        g_acc_arr = unit(grav_arr)
+        amag_arr = np.linalg.norm(np.asarray(ticks.acc_g, dtype=float), axis=1)
+        feats = self._activity.update(g_acc_arr, dyn_arr, amag_arr, gyro_arr, spt, g_arr)
+        mount_tilt = (None if up_m is None
+                      else np.degrees(np.arccos(np.clip(g_acc_arr @ up_m, -1, 1))).tolist())
+        return _TickInputs(t_end, g_arr, feats.moving.tolist(), feats.walking.tolist(),
+                           feats.lifeless.tolist(), feats.alive.tolist(), feats.steady.tolist(),
+                           feats.mean_g, mount_tilt)
+
+    def _angles(self, g: np.ndarray | list[list[float]],
                 cal: Calibration | None) -> tuple[list[float], list[float] | None, list[float]]:
         if cal is None:
-            z = [0.0] * g.shape[0]
+            z = [0.0] * len(g)
             return z, None, z
+        if isinstance(g, list):
+            return angle_rows(g, cal)
         flex, lat, tilt = angles(g, cal)
         return flex.tolist(), None if lat is None else lat.tolist(), tilt.tolist()
-
-    def _try_calibrate(self, t: float, mean_g: np.ndarray, worn: bool, mount_tilt: list[float] | None,
-                       i: int, events: list[Event]) -> Calibration | None:
-        cs = self.cal_settings
-        requested = self._cal_request is not None
-        if requested:
-            if self._cal_request == -math.inf:
-                # Requested before any sample, or the data stopped meanwhile: the wait starts
-                # with the first tick of data (whose start is t - TICK_S).
-                self._cal_request = t - TICK_S
-            since = t - (self._cal_request if self._cal_request is not None else t)
-            needed = max(cs.still_s, 2.0)
-            if self._steady_ticks * TICK_S + 2.0 - TICK_S >= needed - 1e-9 and since >= needed - 1e-9:
-                return self._calibrate_now(t, mean_g, mount_tilt, i, events)
-            if since > cs.timeout_s:
-                reason = ("sensor not worn (no body motion)" if not worn
-                          else f"kept moving: no still window of {needed:g} s within {cs.timeout_s:g} s")
-                events.append(Event(t, EventKind.CALIBRATION_FAILED, {"reason": reason}))
-                self._cal_request = None
-            return None
-        # Automatic: the first calibration, or again after the sensor was taken off and put back.
-        if not worn or self._steady_ticks * TICK_S + 2.0 - TICK_S < cs.auto_still_s - 1e-9:
-            return None
-        up = unit(np.asarray(mean_g, float))
-        prev = self.calibration
-        if mount_tilt is not None:
-            if mount_tilt[i] > cs.auto_max_tilt_deg:
-                return None
-        elif prev is not None and float(up @ np.asarray(prev.up)) < math.cos(
-                math.radians(cs.auto_max_tilt_deg)):
-            return None
-        cal = Calibration(tuple(float(x) for x in up), None, t, "auto", "none")  # type: ignore[arg-type]
-        if prev is not None and prev.forward is not None and self.mount is None:
-            cal = cal.with_forward(np.asarray(prev.forward), prev.axis_source)
-        self._set_calibration(cal)
-        self._recal_pending = False
-        self._detector.end(t, events)
-        if prev is None:
-            why = f"automatic: first still window of {cs.auto_still_s:g} s"
-        else:
-            why = f"automatic: sensor put back on, first still window of {cs.auto_still_s:g} s"
-        events.append(Event(t, EventKind.CALIBRATED, {
-            **_cal_data(self.calibration),
-            "reason": why + ("" if mount_tilt is None else " upright for the mount")}))
-        return self.calibration
-
-    def _calibrate_now(self, t: float, mean_g: np.ndarray, mount_tilt: list[float] | None, i: int,
-                       events: list[Event]) -> Calibration | None:
-        self._cal_request = None
-        g = unit(np.asarray(mean_g, float))
-        if self._cal_forward:
-            self._cal_forward = False
-            cur = self.calibration
-            if cur is None:
-                events.append(Event(t, EventKind.CALIBRATION_FAILED,
-                                    {"reason": "forward pose needs an upright calibration first"}))
-                return None
-            bend = math.degrees(math.acos(max(-1.0, min(1.0, float(g @ np.asarray(cur.up))))))
-            fwd = forward_from_two_poses(np.asarray(cur.up), g) if bend >= TWO_POSE_MIN_DEG else None
-            if fwd is None:
-                events.append(Event(t, EventKind.CALIBRATION_FAILED, {
-                    "reason": f"forward pose only {bend:.0f} deg from upright (need {TWO_POSE_MIN_DEG:g})"}))
-                return None
-            self.calibration = cur.with_forward(fwd, "two_pose")
-            events.append(Event(t, EventKind.CALIBRATED, {**_cal_data(self.calibration),
-                                                          "reason": "two-pose: forward axis from a bend"}))
-            return self.calibration
-        if mount_tilt is not None and mount_tilt[i] > 90.0:
-            events.append(Event(t, EventKind.CALIBRATION_FAILED, {
-                "reason": f"sensor tilted {mount_tilt[i]:.0f} deg from the mount's up axis {self.mount.up}: "  # type: ignore[union-attr]
-                          "check --mount / the wearer's mount"}))
-            return None
-        prev = self.calibration
-        cal = Calibration(tuple(float(x) for x in g), None, t, "requested", "none")  # type: ignore[arg-type]
-        if prev is not None and prev.forward is not None and self.mount is None:
-            # Same sensor, same mount: keep the learned axis, re-squared to the new upright.
-            cal = cal.with_forward(np.asarray(prev.forward), prev.axis_source)
-        self._set_calibration(cal)
-        self._detector.end(t, events)
-        events.append(Event(t, EventKind.CALIBRATED, {**_cal_data(self.calibration),  # type: ignore[union-attr]
-                                                      "reason": "requested"}))
-        return self.calibration
 
     def _roll_day(self, t: float, events: list[Event]) -> None:
         tot = self._wellbeing.totals
@@ -561,21 +570,52 @@ class PostureTracker:
             tot.date = new_date
 
 
-def _cal_data(cal: Calibration | None) -> dict[str, Any]:
-    """The calibration fields carried by ``calibrated`` events (the event's own ``t`` is its time)."""
-    if cal is None:
-        return {}
-    d = cal.to_dict()
-    return {"up": d["up"], "forward": d["forward"], "source": d["source"], "axis_source": d["axis_source"]}
+Cols = list[list[float]]
+"""Samples as columns: x, y and z, each a list of floats."""
 
 
-def _unit_rows(v: np.ndarray) -> np.ndarray:
+def _as_list(x: Any) -> Any:
+    """A :class:`Ticks` field as lists (they are arrays on the whole-array path)."""
+    return x.tolist() if isinstance(x, np.ndarray) else x
+
+
+@dataclass(slots=True)
+class _TickInputs:
+    """What the per-tick loop reads, per tick (lists: the loop works on floats)."""
+
+    t: list[float]  # the tick's end, seconds
+    g: np.ndarray | list[list[float]]  # the orientation filter's gravity (n, 3)
+    moving: list[bool]
+    walking: list[bool]
+    lifeless: list[bool]
+    alive: list[bool]
+    steady: list[bool]
+    mean_g: Any  # (n, 3) rows: the accelerometer's mean direction over the calibration window
+    mount_tilt: list[float] | None  # degrees from the mount's up axis; None without a mount
+
+
+def _unjudged_len(d: DetectionSettings) -> int:
+    """Ticks to keep while the forward axis is unknown: a dwell and some, at most 10 minutes."""
+    return round(min(d.dwell_s + 10.0, 600.0) / TICK_S)
+
+
+def _unit_rows(v: list[list[float]]) -> list[list[float]]:
     """:func:`unit` for a few (x, y, z) rows in float maths (the same operations, same result)."""
     out = []
-    for x, y, z in v.tolist():
+    for x, y, z in v:
         n = math.sqrt(x * x + y * y + z * z)
-        out.append((x / n, y / n, z / n) if n > 0 else (0.0, 0.0, 0.0))
-    return np.array(out, dtype=float).reshape(-1, 3)
+        out.append([x / n, y / n, z / n] if n > 0 else [0.0, 0.0, 0.0])
+    return out
+
+
+def _tilt_from(rows: list[list[float]], up: list[float]) -> list[float]:
+    """Degrees between unit rows and ``up`` (float maths)."""
+    ux, uy, uz = up
+    out = []
+    for x, y, z in rows:
+        c = x * ux + y * uy + z * uz
+        out.append(math.degrees(math.acos(-1.0 if c < -1.0 else (1.0 if c > 1.0 else c))))
+    return out
 
 
 def _guess_rate(t: np.ndarray) -> float:

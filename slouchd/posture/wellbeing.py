@@ -251,24 +251,37 @@ class Wellbeing:
         """Advance one tick ending at ``t_s``; a break reminder is appended to ``out``."""
         if self._resume is not None:
             self._resume_at(t_s - dt_s, self._resume)
-        s = self.settings
-        tot = self.totals
         if kind == ABSENT:
-            self.absent_s += dt_s
-            if self.absent_s >= s.break_min_s and not self.on_break:
+            self._absent(dt_s)
+        elif kind == ACTIVE:
+            self.absent_s = 0.0
+            self._active(dt_s)
+        else:
+            self.absent_s = 0.0
+            if self._seated(dt_s, slouching, calibrated):
+                self._remind(t_s, may_remind, out)
+
+    def _absent(self, dt_s: float) -> None:
+        """Not worn or no data: long enough, it is a break."""
+        self.absent_s += dt_s
+        if self.absent_s >= self.settings.break_min_s and not self.on_break:
+            self._break_taken()
+
+    def _active(self, dt_s: float) -> None:
+        """Moving or walking: part of the sitting stretch until it lasts a break."""
+        self.seated_run_s = 0.0
+        if not self.on_break:
+            self.active_s += dt_s
+            self.sitting_s += dt_s  # provisional: a short outing is part of the sitting stretch
+            if self.active_s >= self.settings.break_min_s:
+                tot = self.totals
+                tot.longest_sitting_s = max(tot.longest_sitting_s, self.sitting_s - self.active_s)
                 self._break_taken()
-            return
-        self.absent_s = 0.0
-        if kind == ACTIVE:
-            self.seated_run_s = 0.0
-            if not self.on_break:
-                self.active_s += dt_s
-                self.sitting_s += dt_s  # provisional: a short outing is part of the sitting stretch
-                if self.active_s >= s.break_min_s:
-                    tot.longest_sitting_s = max(tot.longest_sitting_s, self.sitting_s - self.active_s)
-                    self._break_taken()
-            return
-        # Seated (still).
+
+    def _seated(self, dt_s: float, slouching: bool, calibrated: bool) -> bool:
+        """Seated (still): today's totals and the stretch. Returns whether the stretch goes on (a
+        reminder may be due), False while a break is still being finished."""
+        tot = self.totals
         self.seated_run_s += dt_s
         tot.sitting_s += dt_s
         if calibrated:
@@ -278,7 +291,7 @@ class Wellbeing:
                 tot.upright_s += dt_s
         if self.on_break:
             if self.seated_run_s < BREAK_GRACE_S:
-                return
+                return False
             self.on_break = False
             self.sitting_s = self.seated_run_s
         else:
@@ -287,17 +300,23 @@ class Wellbeing:
             self.sitting_s += dt_s
         if self.sitting_s > tot.longest_sitting_s:
             tot.longest_sitting_s = self.sitting_s
-        if self.sitting_s >= self.next_reminder_s:
-            repeat = s.break_repeat_min * 60.0
-            self.next_reminder_s += repeat
-            if self.next_reminder_s <= self.sitting_s:  # far behind (settings changed): re-align
-                self._align_next_reminder()
-            # One reminder per repeat interval, ever (the small slack absorbs tick rounding).
-            if may_remind and s.break_reminders and t_s - self.last_reminder_t >= repeat - 1.0:
-                self.last_reminder_t = t_s
-                tot.break_reminders += 1
-                out.append(Event(t_s, EventKind.BREAK_REMINDER,
-                                 {"sitting_min": round(self.sitting_s / 60.0, 1)}))
+        return True
+
+    def _remind(self, t_s: float, may_remind: bool, out: list[Event]) -> None:
+        """A break reminder when the stretch reaches the next one due."""
+        if self.sitting_s < self.next_reminder_s:
+            return
+        s = self.settings
+        repeat = s.break_repeat_min * 60.0
+        self.next_reminder_s += repeat
+        if self.next_reminder_s <= self.sitting_s:  # far behind (settings changed): re-align
+            self._align_next_reminder()
+        # One reminder per repeat interval, ever (the small slack absorbs tick rounding).
+        if may_remind and s.break_reminders and t_s - self.last_reminder_t >= repeat - 1.0:
+            self.last_reminder_t = t_s
+            self.totals.break_reminders += 1
+            out.append(Event(t_s, EventKind.BREAK_REMINDER,
+                             {"sitting_min": round(self.sitting_s / 60.0, 1)}))
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,25 @@ def test_exported_state_restores_calibration_and_todays_totals() -> None:
     assert a is not None and b is not None
     assert np.allclose(a.up, b.up, atol=1e-5) and np.allclose(a.forward, b.forward, atol=1e-5)  # type: ignore[arg-type]
     assert fresh.tracker.stats() == run.tracker.stats()
+
+
+def test_a_slouch_going_on_when_the_axis_is_learned_alerts_then_not_a_dwell_later() -> None:
+    """With the mount unknown nothing is judged before the forward axis is learned; a slouch that
+    has already lasted a dwell by then (seed 2's first) alerts at the learning tick with its true
+    duration, instead of starting its clock there (98 s -> 28 s after due in bench/accuracy.py)."""
+    from slouchd.commands.replay import make_tracker
+    from slouchd.config import load_config
+    from slouchd.sensors.simulated import SimSettings, SimulatedWearer
+
+    wearer = SimulatedWearer(SimSettings(seed=2, rate_hz=50.0, gyro=False, day_s=3600.0))
+    tr = make_tracker(load_config(None), None, 1.0, None)
+    events = [e for b in wearer.batches(60.0, end_s=420.0) for e in tr.process(b).events]
+    learned = [e.t_s for e in events
+               if e.kind is EventKind.CALIBRATED and e.data.get("axis_source") == "learned"]
+    alerts = [e for e in events if e.kind is EventKind.SLOUCH_ALERT]
+    assert learned and alerts
+    first = alerts[0]
+    assert 0.0 < first.t_s - learned[0] <= 0.2
+    assert first.data["slouch_s"] >= 30.0
+    truth, _, _ = wearer.truth(np.arange(first.t_s - first.data["slouch_s"] + 1.0, first.t_s, 0.5))
+    assert truth.min() >= 15.0 - 3.0, "a real slouch all along (at least threshold - hysteresis)"

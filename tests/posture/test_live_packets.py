@@ -6,6 +6,7 @@ gives: the same frames, postures and events, and angles equal to far below displ
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,92 @@ def _array_summary(k: np.ndarray, acc: np.ndarray, lp: np.ndarray, g: np.ndarray
     m = int(k[-1] - k[0] + 1)
     return filters.Ticks(full.k[:m], full.count[:m], full.acc_g[:m], full.grav_g[:m], full.dyn_g[:m],
                          None if full.gyro_dps is None else full.gyro_dps[:m])
+
+
+@pytest.mark.parametrize("rate", [25.0, 50.0, 100.0])
+def test_low_pass_on_big_arrays_equals_scipy_to_the_bit(rate: float) -> None:
+    """Replay's minute-long batches take the same float-maths filter as live packets (no
+    ``scipy.signal`` import): still scipy's output to the bit, and the same split any way."""
+    x = np.random.default_rng(5).normal(0, 0.3, (3000, 3)) + np.array([0.1, 0.98, 0.05])
+    sos = filters.butter_lowpass_sos(2, 2.0, rate)
+    zi = filters.steady_state_zi(sos)[:, :, None] * x[0][None, None, :]
+    expected, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
+    lp = LowPass()
+    lp.retune(rate)
+    lp.reset(x[0])
+    got = np.concatenate([lp(x[:1234]), lp(x[1234:1239]), lp(x[1239:])])
+    assert np.array_equal(got, expected)
+    assert got.flags.c_contiguous
+
+
+def test_replay_never_imports_scipy_signal() -> None:
+    """``scipy.signal`` costs ~0.9 s of start-up: a tracker run on big batches must not load it."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from slouchd.model import SampleBatch
+from tests.posture.helpers import tracker
+t = np.arange(0, 120, 0.02)
+acc = np.tile([0.0, 0.0, 1.0], (t.size, 1)) + np.random.default_rng(1).normal(0, 0.01, (t.size, 3))
+r = tracker(dwell_s=30)
+r.tracker.process(SampleBatch(t, acc, np.zeros((t.size, 3))))
+r.tracker.flush()
+print("scipy.signal" in sys.modules)
+"""
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert res.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "inf-inf"])
+def test_non_finite_values_in_small_packets_are_dropped_and_counted_as_in_one_batch(bad: object) -> None:
+    """The live path checks finiteness on plain lists (a column sum): a NaN, an infinity or a pair
+    of opposite infinities in one packet must still be dropped and counted like the batch path."""
+    day = _day(True)
+    acc = day.acc_g.copy()
+    gyro = day.gyro_dps.copy()  # type: ignore[union-attr]
+    rows = [1003, 2507, 4001]
+    for r in rows:
+        if bad == "inf-inf":
+            acc[r, 0], acc[r + 1, 0] = math.inf, -math.inf
+        else:
+            acc[r, 1] = bad  # type: ignore[assignment]
+    gyro[3002, 2] = math.nan
+    dirty = SampleBatch(day.t_s, acc, gyro)
+    ref = _run([dirty])
+    got = _run(_packets(dirty, [5]))
+    _assert_same(got, ref)
+    n_bad = (2 if bad == "inf-inf" else 1) * len(rows) + 1
+    assert ref.tracker.dropped.get("non_finite") == n_bad
+    assert got.tracker.dropped.get("non_finite") == n_bad
+
+
+def test_the_forward_axis_is_learned_at_the_same_tick_live_and_in_replay() -> None:
+    """With the mount unknown, the learner is asked at every still tick where it could succeed,
+    so live packets and replay's minute-long batches learn the axis at the same moment (replay
+    used to ask once per batch: up to 60 s later, and the first slouch alerted that much later)."""
+    from slouchd.commands.replay import make_tracker
+    from slouchd.config import load_config
+    from slouchd.model import EventKind
+    from slouchd.sensors.simulated import SimSettings, SimulatedWearer
+
+    wearer = SimulatedWearer(SimSettings(seed=2, rate_hz=50.0, gyro=False, day_s=3600.0))
+    day = SampleBatch.concat(list(wearer.batches(60.0, end_s=420.0)))
+
+    def learned(batches: list[SampleBatch]) -> list[tuple[float, list[float]]]:
+        tr = make_tracker(load_config(None), None, 1.0, None)
+        events = [e for b in batches for e in tr.process(b).events] + tr.flush().events
+        return [(e.t_s, e.data["forward"]) for e in events
+                if e.kind is EventKind.CALIBRATED and e.data.get("axis_source") == "learned"]
+
+    minutes = [SampleBatch(day.t_s[m], day.acc_g[m], None)
+               for m in (((day.t_s >= a) & (day.t_s < a + 60.0)) for a in range(0, 420, 60)) if m.any()]
+    ref = learned(minutes)
+    got = learned(_packets(day, [5]))
+    assert ref, "the axis must be learned within 7 minutes for this to test anything"
+    assert [t for t, _ in got] == [t for t, _ in ref]
+    assert min(ref[0][0] % 60.0, 60.0 - ref[0][0] % 60.0) > 0.15  # not at a batch end
+    np.testing.assert_allclose(got[0][1], ref[0][1], atol=1e-6)

@@ -180,3 +180,34 @@ def test_empty_batches_are_harmless() -> None:
     run = tracker()
     out = run.tracker.process(SampleBatch(np.empty(0), np.empty((0, 3))))
     assert out.frames == [] and out.events == []
+
+
+def _alert_time(ticks: list[tuple[float, int]], dwell_s: float = 30.0) -> float | None:
+    """Feed (flexion, state) ticks of 0.1 s to a detector; the first alert's time, seconds."""
+    from slouchd.posture import detector as dt_mod
+    from slouchd.posture.settings import DetectionSettings as DS
+
+    d = dt_mod.SlouchDetector(DS(dwell_s=dwell_s), motion_reset_s=5.0, credit_max_s=2.0)
+    ev: list = []
+    for i, (flex, state) in enumerate(ticks):
+        d.step(round((i + 1) * 0.1, 6), 0.1, flex, state, True, ev)
+        if ev and ev[0].kind is EventKind.SLOUCH_ALERT:
+            return ev[0].t_s
+    return None
+
+
+def test_a_slouch_begun_just_before_motion_is_flagged_gets_the_sinking_credited() -> None:
+    """Motion is judged on a smoothed tilt, so it is flagged a few ticks after the angle crosses
+    the threshold: those 2 s of sinking further count toward the dwell (accelerometer-only alerts
+    were 2.3-2.4 s late in bench/accuracy.py), as they do for a slouch starting after motion."""
+    from slouchd.posture.detector import MOVING, STILL
+
+    upright = [(0.0, STILL)] * 50
+    fresh = upright + [(20.0, STILL)] * 2 + [(25.0, MOVING)] * 21 + [(30.0, STILL)] * 400
+    t_fresh = _alert_time(fresh)
+    # The slouch began at 5.0 s: 0.2 s still, 2.1 s moving (credited up to 2.0 s), then still.
+    assert t_fresh is not None and abs(t_fresh - (5.0 + 2.1 + 30.0 - 2.0)) < 0.05
+    # A reach 5 s into a slouch is a pause, as before: no credit.
+    old = upright + [(20.0, STILL)] * 50 + [(25.0, MOVING)] * 21 + [(30.0, STILL)] * 400
+    t_old = _alert_time(old)
+    assert t_old is not None and abs(t_old - (5.0 + 2.1 + 30.0)) < 0.05

@@ -115,3 +115,74 @@ def test_frame_stage_emits_at_the_multiples_of_the_interval() -> None:
     assert [f.t_s for f in out] == [13.0, 14.0, 15.0]
     assert all(f.flexion_deg == 3.0 and f.axis_source == "mount" for f in out)
     assert stage.next_t == pytest.approx(16.0)
+
+
+def _cal_stage(mount: str | None = None, **settings) -> st.CalibrationStage:  # type: ignore[no-untyped-def]
+    from slouchd.model import Mount
+    from slouchd.posture.settings import CalibrationSettings, DetectionSettings
+
+    return st.CalibrationStage(CalibrationSettings(**settings), None if mount is None else Mount.parse(mount),
+                               det.SlouchDetector(DetectionSettings(), 5.0))
+
+
+def _cal_ticks(stage: st.CalibrationStage, t0: float, n: int, mean_g: tuple[float, float, float],
+               steady: bool = True, worn: bool = True, mount_tilt: float | None = None) -> list:
+    from slouchd.model import Event
+
+    events: list[Event] = []
+    for i in range(n):
+        stage.step(round(t0 + 0.1 * (i + 1), 6), steady, worn, mean_g, mount_tilt, events)
+    return events
+
+
+def test_calibration_stage_takes_the_first_still_window_of_auto_still_s_as_upright() -> None:
+    stage = _cal_stage(auto_still_s=5.0)
+    # A steady tick already spans the 2 s window: 5 s still = 31 steady ticks.
+    assert _cal_ticks(stage, 0.0, 30, (0.0, 0.1, 0.99)) == []
+    ev = _cal_ticks(stage, 3.0, 1, (0.0, 0.1, 0.99))
+    assert [e.kind.value for e in ev] == ["calibrated"] and ev[0].data["source"] == "auto"
+    assert stage.calibration is not None and stage.calibration.forward is None
+    assert abs(sum(x * x for x in stage.calibration.up) - 1.0) < 1e-12
+
+
+def test_calibration_stage_with_a_mount_declares_the_forward_axis_and_refuses_a_tilted_request() -> None:
+    stage = _cal_stage("+z,-x", auto=False)
+    stage.ask(10.0, forward=False)
+    ev = _cal_ticks(stage, 10.0, 25, (1.0, 0.0, 0.0), mount_tilt=95.0)
+    assert [e.kind.value for e in ev] == ["calibration_failed"] and "tilted 95 deg" in ev[0].data["reason"]
+    stage.ask(20.0, forward=False)
+    ev = _cal_ticks(stage, 20.0, 25, (0.0, 0.0, 1.0), mount_tilt=0.0)
+    assert [e.kind.value for e in ev] == ["calibrated"]
+    assert stage.calibration is not None and stage.calibration.axis_source == "mount"
+
+
+def test_calibration_stage_two_pose_needs_upright_first_then_a_bend_of_10_deg() -> None:
+    stage = _cal_stage(auto=False)
+    stage.ask(0.0, forward=True)
+    ev = _cal_ticks(stage, 0.0, 25, (0.0, 0.0, 1.0))
+    assert ev[0].data["reason"] == "forward pose needs an upright calibration first"
+    stage.ask(5.0, forward=False)
+    _cal_ticks(stage, 5.0, 25, (0.0, 0.0, 1.0))
+    stage.ask(10.0, forward=True)
+    ev = _cal_ticks(stage, 10.0, 25, (0.0, -0.1, 0.995))  # ~6 deg: refused
+    assert ev[0].kind.value == "calibration_failed" and "only 6 deg" in ev[0].data["reason"]
+    stage.ask(15.0, forward=True)
+    ev = _cal_ticks(stage, 15.0, 25, (0.0, -0.5, 0.866))  # 30 deg toward -y: forward is +y
+    assert ev[0].kind.value == "calibrated" and stage.calibration is not None
+    assert stage.calibration.axis_source == "two_pose"
+    assert stage.calibration.forward is not None and stage.calibration.forward[1] > 0.99
+
+
+def test_calibration_stage_request_times_out_saying_why_and_waits_across_a_gap() -> None:
+    stage = _cal_stage(auto=False, timeout_s=5.0)
+    stage.ask(0.0, forward=False)
+    ev = _cal_ticks(stage, 0.0, 51, (0.0, 0.0, 1.0), steady=False)
+    assert [e.kind.value for e in ev] == ["calibration_failed"] and "kept moving" in ev[0].data["reason"]
+    stage.ask(10.0, forward=False)
+    stage.gap()  # the data stopped: the wait restarts with the first tick after it
+    assert _cal_ticks(stage, 100.0, 19, (0.0, 0.0, 1.0)) == []
+    assert [e.kind.value for e in _cal_ticks(stage, 101.9, 1, (0.0, 0.0, 1.0))] == ["calibrated"]
+    ev2: list = []
+    stage.ask(102.0, forward=False)
+    stage.unanswered(102.5, ev2)
+    assert ev2[0].kind.value == "calibration_failed" and "ended before" in ev2[0].data["reason"]
