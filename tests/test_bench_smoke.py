@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["replay", "startup", "live_load", "alert_latency", "soak", "coach"]
+BENCHES = [
+    "tracker_tick", "replay", "startup", "live_load", "alert_latency", "soak", "coach", "ble_packets"]
 
 
 def _numbers(obj: object) -> list[float]:

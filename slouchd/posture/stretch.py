@@ -490,7 +490,8 @@ class StretchJudge:
             return angle <= st.max_deg
         return st.min_deg - self.settings.hysteresis_deg <= angle <= st.max_deg
 
-    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,
+    # Complexity 13 accepted: one branch per hold outcome (held, bounced, out of range, done).
+    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,  # noqa: C901
               still: bool, out: list[StretchEvent]) -> None:
         s = self.settings
         st = self.stretch

@@ -205,7 +205,7 @@ def test_a_bad_csv_line_is_one_line_on_stderr_and_exit_2(tmp_path: Path, capsys)
 
 async def test_a_recording_plays_back_as_a_wearers_sample_source(tmp_path: Path) -> None:
     from slouchd.config import parse_config
-    from slouchd.sensors.factory import open_source, plan_source
+    from slouchd.daemon.sources import open_source, plan_source
 
     path = write(tmp_path / "r.csv", wear([Step(2)], rate_hz=50))
     cfg = parse_config({"wearers": [{"name": "ana", "sensor": f"replay:{path}", "speed": 1000.0}]})
