@@ -12,8 +12,8 @@ tick, so batching adds no delay to alerts; the tracker's output does not depend 
 is cut (tested), so live output equals replay output.
 
 Big hand-overs (a 36-sample notification) are cut, at tick boundaries, into pieces the tracker
-runs on its float-maths path (``SCALAR_MAX_SAMPLES``, ``SCALAR_MAX_TICKS``): its whole-array path
-costs milliseconds per call at this size and loads ``scipy.signal`` (+65 MB resident).
+runs on its plain-float path (``SCALAR_MAX_SAMPLES``, ``SCALAR_MAX_TICKS``), which keeps each
+call cheap (docs/performance.md).
 """
 
 from __future__ import annotations
