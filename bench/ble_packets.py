@@ -143,8 +143,15 @@ def main() -> None:
             row = run_case(path, profile_name, data, packet_rate, repeat)
             rows.append({"path": path, "case": name, **row})
     print(table(rows, ["path", "case", "packets", "samples", "cpu_s", "us_per_packet"]))
-    out = write_results("ble_packets", {"rows": rows, "packets": n, "repeat": repeat}, args.out, args.quick)
+    # Key figures: the consumer loop per notification, and the % of one core a 50 Hz sensor
+    # sending one sample per notification costs in it.
+    stream_1 = next(r["us_per_packet"] for r in rows if r["path"] == "stream" and r["case"] == "generic-1")
+    key = {"stream_us_per_packet(generic-1)": stream_1,
+           "pct_core_at_50_notifications_per_s": stream_1 * 50 / 1e4}
+    out = write_results("ble_packets", {"rows": rows, "packets": n, "repeat": repeat, "key": key},
+                        args.out, args.quick)
     print(fmt_kv({"results": out}))
+    print("ble_packets: " + fmt_kv(key))
 
 
 if __name__ == "__main__":
