@@ -15,6 +15,10 @@ Two layers:
 Malformed input never raises: it is reported as :class:`Drop` entries (``reason`` is a short key
 such as ``"short"``, ``"long"``, ``"wrong_header"``, ``"garbage"``) for the caller to count.
 Decoders are pure (no I/O, no clock): host time stamping is the session's job.
+
+(About 470 lines, over the project's ~400: one small class per sensor family plus the shared
+struct/profile layers; splitting them into one module each would scatter the byte-level
+conventions that they share and that the tests check together.)
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ bouncing also shakes the accelerometer; sensor noise and gyro bias are added.
 Ground truth is defined on the true trunk angles only (:meth:`StretchingWearer.true_hold_s`): time
 in range (the stretch's ``min_deg..max_deg``, the other axis within ``other_max_deg``), turning
 slower than ``settle_dps``, and not inside a bout of bouncing.
+
+(About 600 lines, over the project's ~400: the person's behaviour model, its three scripted
+behaviours and the ground truth they produce must change together; the physics lives in
+:mod:`slouchd.sensors.simulation.frames`.)
 """
 
 from __future__ import annotations
