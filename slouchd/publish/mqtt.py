@@ -1046,3 +1046,11 @@ class MqttPublisher:
     async def _wait_flushed(self, deadline: float) -> None:
         while (self._events or self._retained) and self.connected and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+    # ----- the coach's retained topics (docs/coach.md) --------------------------------------
+    def publish_retained(self, wearer: str, name: str, doc: dict[str, Any]) -> None:
+        """Publish a retained JSON document on ``<base>/<wearer>/<name>`` (newest value wins):
+        the coach's ``stretch`` (the session's current step) and ``history`` (per-day totals)."""
+        if wearer not in self._wearers or self._closing:
+            return
+        self._put_retained(f"{self._topics.base}/{wearer}/{name}", to_json(doc))

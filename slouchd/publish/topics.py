@@ -75,4 +75,5 @@ class Topics:
 
     def wearer_topics(self, wearer: str) -> tuple[str, ...]:
         """Every retained topic a wearer owns (cleared when the wearer is removed)."""
-        return (self.state(wearer), self.stats(wearer), self.availability(wearer))
+        return (self.state(wearer), self.stats(wearer), self.availability(wearer),
+                f"{self.base}/{wearer}/stretch", f"{self.base}/{wearer}/history")
