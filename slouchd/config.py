@@ -225,7 +225,7 @@ def merge_partial(base: T, table: dict[str, Any], source: str, prefix: str) -> T
     found: list[str] = []
     flat = check_partial(cls, {k: v for k, v in table.items() if k not in nested}, source, prefix,
                          errors=found)
-    for key in nested & set(table):
+    for key in (k for k in table if k in nested):  # in file order
         sub = table[key]
         if not isinstance(sub, dict):
             found.append(f"{source}: {prefix}{key}: must be a table")

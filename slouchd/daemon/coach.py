@@ -11,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from slouchd.coaching import CoachRuntime
+from slouchd.coaching import CoachOutput, CoachRuntime
 from slouchd.config import Config, WearerSettings
 from slouchd.history import History, HistoryStore
 from slouchd.posture.stretch_catalog import StretchCatalog
 from slouchd.posture.tracker import PostureTracker
+from slouchd.timing import Clock
+
+HISTORY_EVERY_S = 60.0
+"""Today's record changes all day: the retained history goes out this often (like the stats)
+besides when a day closes or a session ends, seconds."""
+
+
+class _Retained(Protocol):
+    def retained(self, wearer: str, name: str, doc: dict[str, Any]) -> bool: ...
 
 
 class ThreadedHistory:
@@ -87,3 +96,46 @@ def retune(coach: CoachRuntime, config: Config, settings: WearerSettings, catalo
     coach.catalog = catalog
     coach.stretch_settings = config.stretch
     coach.settings = config.wearer_coach(settings)
+
+
+class CoachTopics:
+    """The retained ``stretch`` and ``history`` topics of one wearer (docs/mqtt.md).
+
+    Args:
+        host: publishes a retained document (the daemon; False while there is no MQTT session).
+        name: the wearer.
+        coach: the wearer's coach.
+        clock: for the history's cadence (monotonic seconds).
+    """
+
+    def __init__(self, host: _Retained, name: str, coach: CoachRuntime, clock: Clock) -> None:
+        self.host = host
+        self.name = name
+        self.coach = coach
+        self.clock = clock
+        self.published = False
+        """Both topics went out once (at the first batch, or when the sensor started streaming)."""
+        self._history_at = -HISTORY_EVERY_S
+
+    def history(self) -> bool:
+        """Publish the history (closed days and today so far); False without MQTT."""
+        self._history_at = self.clock.monotonic()
+        return self.host.retained(self.name, "history", self.coach.history_payload())
+
+    def publish_all(self) -> None:
+        """Both topics, now (the stretch topic is ``{"status": "idle"}`` before any session)."""
+        shown = self.history()
+        self.host.retained(self.name, "stretch", self.coach.stretch_state())
+        self.published = shown
+
+    def after(self, co: CoachOutput, *, stretch_due: bool) -> None:
+        """After a coach output: the stretch topic each second (``stretch_due``) while a session
+        runs and at each of its events; the history when it changed or once a minute."""
+        if not self.published:
+            self.publish_all()
+            return
+        if co.history_changed or self.clock.monotonic() - self._history_at >= HISTORY_EVERY_S:
+            self.history()
+        if (self.coach.needs_ticks and stretch_due) or any(
+                e.kind.value.startswith("stretch_") for e in co.events):
+            self.host.retained(self.name, "stretch", self.coach.stretch_state())

@@ -2,6 +2,8 @@
 
 The runtime talks to the daemon only through :class:`~slouchd.daemon.host.WearerHost`; the
 daemon runs :meth:`WearerRuntime.run` as one supervised task (see :mod:`slouchd.daemon.core`).
+About 460 lines: settings, publishing, the sample path, the coach's glue, persistence and commands
+all act on the same per-wearer state; the coach's own parts live in :mod:`slouchd.daemon.coach`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from slouchd.coaching import CoachOutput, EverySecond
 from slouchd.config import Config, WearerSettings
-from slouchd.daemon.coach import new_coach, retune
+from slouchd.daemon.coach import CoachTopics, new_coach, retune
 from slouchd.daemon.constants import (
     DISPATCH_TICKS,
     OVERRIDE_KEYS,
@@ -77,8 +79,7 @@ class WearerRuntime:
         self.coach = new_coach(self.name, host.config, settings, host.catalog, host.history, self.tracker,
                                saved, haptic=host.config.ble.haptic and self.plan.haptic, log=self.log)
         self._every_second = EverySecond()
-        self.retained_published = False
-        """The retained history and stretch topics went out once (to some publisher)."""
+        self.coach_topics = CoachTopics(host, self.name, self.coach, clock)
         self.source: SensorSource | None = None
         self.buffer = SampleBuffer(DISPATCH_TICKS)
         self.task: asyncio.Task[None] | None = None
@@ -306,22 +307,8 @@ class WearerRuntime:
             self.host.settings_changed()
         for event in co.events:
             self.on_event(event)
-        running = self.coach.needs_ticks
-        self.tracker.set_frame_interval(0.1 if running else 1.0)
-        if not self.retained_published:
-            self.publish_retained()
-            return
-        if co.history_changed:
-            self.host.retained(self.name, "history", self.coach.history_payload())
-        # Each second while a session runs, and at each of its events (start, steps, the end).
-        if (running and stretch_due) or any(e.kind.value.startswith("stretch_") for e in co.events):
-            self.host.retained(self.name, "stretch", self.coach.stretch_state())
-
-    def publish_retained(self) -> None:
-        """The retained ``history`` (closed days and today so far) and ``stretch`` topics."""
-        shown = self.host.retained(self.name, "history", self.coach.history_payload())
-        self.host.retained(self.name, "stretch", self.coach.stretch_state())
-        self.retained_published = shown
+        self.tracker.set_frame_interval(0.1 if self.coach.needs_ticks else 1.0)
+        self.coach_topics.after(co, stretch_due=stretch_due)
 
     def coach_idle(self, frame: PostureFrame) -> None:
         """The daemon's idle frame (no samples): the "not worn all morning" check runs on it."""
@@ -444,7 +431,7 @@ class WearerRuntime:
                         self.backoff.reset()  # a session that streamed: the next failure waits 1 s
                         self.log.info("streaming from %s", self.settings.sensor)
                         self.host.availability(self.name, True)
-                        self.publish_retained()
+                        self.coach_topics.publish_all()
                     for ready in self.buffer.add(batch):
                         self.handle(ready)
         finally:
