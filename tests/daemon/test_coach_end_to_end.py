@@ -155,3 +155,42 @@ def test_stretch_session_by_mqtt_survives_restart_and_kill_9(setup: dict[str, An
     finally:
         d.stop()
         rec.close()
+
+
+def test_slouchd_stretch_starts_and_stops_a_session_on_a_live_wearer(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    """`slouchd stretch --wearer NAME`: the MQTT command, its refusal, the session followed."""
+    base = f"l{uuid.uuid4().hex[:8]}"
+    cfg = write_config(tmp_path / "c.toml", port=mosquitto.port, state_dir=tmp_path / "state",
+                       base_topic=base, extra="[homeassistant]\ndiscovery = false\n",
+                       wearers='[[wearers]]\nname = "ana"\nsensor = "simulated"\nspeed = 1\n')
+    rec = Recorder(mosquitto.host, mosquitto.port, topics=(f"{base}/#",)).wait_subscribed()
+    d = DaemonProcess(cfg)
+    cli = [sys.executable, "-m", "slouchd.cli", "stretch", "--config", str(cfg), "--wearer", "ana"]
+    try:
+        rec.wait_for(is_json(f"{base}/ana/state", lambda j: True), timeout_s=40)
+        bad = subprocess.run([*cli, "--session", "yoga", "--timeout", "30"], capture_output=True, text=True,
+                             timeout=60)
+        assert bad.returncode == 2, bad
+        assert bad.stderr.strip() == ("slouchd stretch: error: wearer ana: no stretch session 'yoga' "
+                                      "(known: desk_break, quick)"), bad.stderr
+        follow = subprocess.Popen([*cli, "--session", "quick", "--timeout", "60"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            rec.wait_for(is_json(f"{base}/ana/event", lambda j: j["event"] == "stretch_start"))
+            stop = subprocess.run([*cli, "--stop", "--timeout", "30"], capture_output=True, text=True,
+                                  timeout=60)
+            assert stop.returncode == 0, stop
+            assert json.loads(stop.stdout.splitlines()[-1])["reply"]["applied"] == {"stretch": "stop"}
+            out, err = follow.communicate(timeout=60)
+        finally:
+            follow.kill()
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert follow.returncode == 1, (out, err)  # abandoned: stopped by the other command
+        assert [j["reply"]["ok"] for j in lines if "reply" in j] == [True]
+        assert {"stretch_start", "stretch_step_start"} <= {j.get("event") for j in lines}
+        assert lines[-1]["event"] == "stretch_abandoned" and lines[-1]["reason"] == "stopped"
+        assert d.proc.poll() is None
+    finally:
+        d.stop()
+        rec.close()
