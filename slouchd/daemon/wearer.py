@@ -351,7 +351,9 @@ class WearerRuntime:
             return CommandResult(ok=False, error=str(err))
         if co is not None:
             self.coach_output(co)
-            applied["stretch"] = changes["stretch"]
+            # What is in force now, like the settings: the session's status ("reaching" after a
+            # start, "abandoned" after a stop). The publisher merges it into the state's "stretch".
+            applied["stretch"] = self.coach.state()["stretch"]
         if "snooze_min" in changes:
             minutes = float(changes["snooze_min"])
             now = self._now()

@@ -22,6 +22,7 @@ from typing import Any
 import paho.mqtt.publish as paho_publish
 import pytest
 
+from slouchd.publish.exposes import STRETCH_STATUSES
 from tests._broker import MosquittoBroker
 from tests.daemon.harness import DaemonProcess, Message, Recorder, write_config
 
@@ -91,7 +92,7 @@ def test_stretch_session_by_mqtt_survives_restart_and_kill_9(setup: dict[str, An
         assert first["stretch"] == "idle" and first["breaks_today"] == 0
         command(broker, f"{base}/ana/set", json.dumps({"stretch": "quick", "id": "s1"}))
         reply = rec.wait_for(is_json(f"{base}/ana/set/result", lambda j: j.get("id") == "s1")).json()
-        assert reply == {"ok": True, "applied": {"stretch": "quick"}, "error": "", "id": "s1"}
+        assert reply == {"ok": True, "applied": {"stretch": "reaching"}, "error": "", "id": "s1"}
         start = rec.wait_for(is_json(f"{base}/ana/event", lambda j: j["event"] == "stretch_start")).json()
         assert start["session"] == "quick" and "clinician" in start["text"]
         rec.wait_for(is_json(f"{base}/ana/stretch", lambda j: j["status"] == "reaching"))
@@ -108,6 +109,9 @@ def test_stretch_session_by_mqtt_survives_restart_and_kill_9(setup: dict[str, An
                 "stretch_step_complete"} <= kinds
         after = rec.wait_for(is_json(f"{base}/ana/state", lambda j: j["stretch_sessions_today"] == 1)).json()
         assert after["stretch"] == "complete" and after["breaks_today"] == 1
+        # Home Assistant's enum sensor takes only these (the command's reply is merged into the state).
+        shown = {m.json()["stretch"] for m in rec.on(f"{base}/ana/state") if m.payload}
+        assert shown <= set(STRETCH_STATUSES) and {"idle", "reaching", "holding", "complete"} <= shown, shown
         hist = rec.wait_for(is_json(f"{base}/ana/history", lambda j: j["days"] and
                                     j["days"][-1]["stretch_sessions"] == 1)).json()
         assert hist["days"][-1]["breaks"] == 1
@@ -181,7 +185,7 @@ def test_slouchd_stretch_starts_and_stops_a_session_on_a_live_wearer(
             stop = subprocess.run([*cli, "--stop", "--timeout", "30"], capture_output=True, text=True,
                                   timeout=60)
             assert stop.returncode == 0, stop
-            assert json.loads(stop.stdout.splitlines()[-1])["reply"]["applied"] == {"stretch": "stop"}
+            assert json.loads(stop.stdout.splitlines()[-1])["reply"]["applied"] == {"stretch": "abandoned"}
             out, err = follow.communicate(timeout=60)
         finally:
             follow.kill()
