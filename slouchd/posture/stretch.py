@@ -496,20 +496,7 @@ class StretchJudge:
         st = self.stretch
         in_range = self._in_range(angle, other_ok)
         self._in_pose = in_range
-        # --- bouncing
-        if not settled:
-            self._unsettled.append(t_s)
-            while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
-                self._unsettled.popleft()
-        bouncing = self._bounce.update(t_s, swing)
-        if bouncing and not self._bouncing:
-            # Take back what was counted since the bouncing began: its first unsettled moment.
-            onset = self._bounce_onset(t_s)
-            self.held_s = max(self.held_s - sum(d for t, d in self._recent if t >= onset - 1e-9), 0.0)
-            self._recent.clear()
-            if self._cue(t_s, "no_bouncing", out, angle_deg=round(angle, 1)):
-                self.results[self.step_index]["bounce_cues"] += 1
-        self._bouncing = bouncing
+        bouncing = self._bounce_check(t_s, angle, swing, settled, out)
         # --- too far
         if other_ok and st.direction != "squeeze" and angle > st.max_deg:
             self._cue(t_s, "too_far", out, angle_deg=round(angle, 1), max_deg=st.max_deg)
@@ -538,6 +525,26 @@ class StretchJudge:
             self._count(t_s, dt + credit)
         if self.held_s >= st.hold_s - 1e-6:
             self._rep_complete(t_s, out)
+
+    def _bounce_check(self, t_s: float, angle: float, swing: float, settled: bool,
+                      out: list[StretchEvent]) -> bool:
+        """Whether the hold is bouncing now; at its start, take back the seconds counted since it
+        began and cue "no bouncing"."""
+        s = self.settings
+        if not settled:
+            self._unsettled.append(t_s)
+            while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
+                self._unsettled.popleft()
+        bouncing = self._bounce.update(t_s, swing)
+        if bouncing and not self._bouncing:
+            # Take back what was counted since the bouncing began: its first unsettled moment.
+            onset = self._bounce_onset(t_s)
+            self.held_s = max(self.held_s - sum(d for t, d in self._recent if t >= onset - 1e-9), 0.0)
+            self._recent.clear()
+            if self._cue(t_s, "no_bouncing", out, angle_deg=round(angle, 1)):
+                self.results[self.step_index]["bounce_cues"] += 1
+        self._bouncing = bouncing
+        return bouncing
 
     def _bounce_onset(self, t_s: float) -> float:
         """When the bouncing that is being flagged began: the first unsettled tick of the run of
