@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "slouchd.commands.config",  # check-config
     "slouchd.commands.ble",  # profiles, scan, decode, record
     "slouchd.commands.stretch",  # stretch (judge a guided stretch session on a recording)
+    "slouchd.commands.report",  # report (a wearer's days from the history)
 )
 
 DESCRIPTION = """\

@@ -12,16 +12,19 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from slouchd.files import unreadable
+from slouchd.history import DEFAULT_KEEP_DAYS, MAX_KEEP_DAYS, MIN_KEEP_DAYS
 from slouchd.model import Mount
+from slouchd.posture.coach import CoachSettings
 from slouchd.posture.settings import (
     ActivitySettings,
     CalibrationSettings,
     DetectionSettings,
     WellbeingSettings,
 )
+from slouchd.posture.stretch import StretchSettings
 from slouchd.publish.settings import HomeAssistantSettings, MqttSettings
 from slouchd.publish.topics import BRIDGE
 from slouchd.publish.wearer import first_sensor_id_clash
@@ -29,6 +32,7 @@ from slouchd.schema import SettingsError, build, check_partial, errors_to_raise,
 from slouchd.sensors.settings import BleSettings
 
 ConfigError = SettingsError
+T = TypeVar("T")
 
 
 class OverrideError(ConfigError):
@@ -65,6 +69,10 @@ class WearerSettings:
     speed: float = setting(1.0, min=0.01, max=100000, doc="simulated/replay sources only: 1 = real time")
     seed: int = setting(1, min=0, max=2**31 - 1, doc="simulated sources only: which scripted day")
     detection: dict[str, Any] = setting(factory=dict, doc="per-wearer overrides of [detection] keys")
+    wellbeing: dict[str, Any] = setting(
+        factory=dict, doc="per-wearer overrides of [wellbeing] keys (e.g. break_after_min)")
+    coach: dict[str, Any] = setting(
+        factory=dict, doc="per-wearer overrides of [coach] keys, sub-tables too ([wearers.coach.goal])")
 
     def validate(self) -> None:
         if self.name in RESERVED_NAMES:
@@ -82,6 +90,32 @@ class WearerSettings:
                 raise SettingsError(f'mount = "{self.mount}": {err}') from None
 
 
+@dataclass(frozen=True)
+class StretchConfig(StretchSettings):
+    """``[stretch]``: how strictly guided stretches are judged, and which catalogue they come from."""
+
+    catalog: str = setting(
+        "", doc='the stretch catalogue (TOML, see docs/coach.md); "" = the built-in one')
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """``[history]``: the per-day history in the state directory (docs/coach.md)."""
+
+    keep_days: int = setting(
+        DEFAULT_KEEP_DAYS, min=MIN_KEEP_DAYS, max=MAX_KEEP_DAYS,
+        doc="days of history kept per wearer (about 350 bytes a day), days")
+
+
+BREAK_AFTER_MIN = 30.0
+"""Default ``[wellbeing] break_after_min`` of the daemon: short breaks every 20-30 min of sitting
+(docs/coach.md). The tracker's own default (50) is the pure engine's, for replays of old runs."""
+
+
+def _wellbeing_default() -> WellbeingSettings:
+    return WellbeingSettings(break_after_min=BREAK_AFTER_MIN)
+
+
 def _default_wearers() -> list[WearerSettings]:
     return [WearerSettings(name="demo", sensor="simulated")]
 
@@ -92,12 +126,15 @@ class Config:
 
     daemon: DaemonSettings = setting(factory=DaemonSettings)
     detection: DetectionSettings = setting(factory=DetectionSettings)
-    wellbeing: WellbeingSettings = setting(factory=WellbeingSettings)
+    wellbeing: WellbeingSettings = setting(factory=_wellbeing_default)
     calibration: CalibrationSettings = setting(factory=CalibrationSettings)
     activity: ActivitySettings = setting(factory=ActivitySettings)
     mqtt: MqttSettings = setting(factory=MqttSettings)
     homeassistant: HomeAssistantSettings = setting(factory=HomeAssistantSettings)
     ble: BleSettings = setting(factory=BleSettings)
+    stretch: StretchConfig = setting(factory=StretchConfig)
+    coach: CoachSettings = setting(factory=CoachSettings)
+    history: HistorySettings = setting(factory=HistorySettings)
     wearers: list[WearerSettings] = setting(factory=_default_wearers)
     source: str = dataclasses.field(default="<defaults>", compare=False)
 
@@ -127,6 +164,14 @@ class Config:
         """The ``[detection]`` settings in force for one wearer (global plus overrides)."""
         return dataclasses.replace(self.detection, **wearer.detection)
 
+    def wearer_wellbeing(self, wearer: WearerSettings) -> WellbeingSettings:
+        """The ``[wellbeing]`` settings in force for one wearer (global plus overrides)."""
+        return dataclasses.replace(self.wellbeing, **wearer.wellbeing) if wearer.wellbeing else self.wellbeing
+
+    def wearer_coach(self, wearer: WearerSettings) -> CoachSettings:
+        """The ``[coach]`` settings in force for one wearer (global plus overrides, sub-tables merged)."""
+        return merge_partial(self.coach, wearer.coach, self.source, f"wearers.{wearer.name}.coach.")
+
     def wearer(self, name: str) -> WearerSettings:
         for w in self.wearers:
             if w.name == name:
@@ -152,24 +197,53 @@ def parse_config(data: dict[str, Any], source: str = "<config>", errors: list[st
     # the message must be the one in the file.
     raw_wearers = data.get("wearers")
     for i, w in enumerate(raw_wearers if isinstance(raw_wearers, list) else []):
-        table = w.get("detection") if isinstance(w, dict) else None
-        if not isinstance(table, dict):
-            continue  # absent, or already reported as "must be a table"
-        prefix = f"wearers[{i}].detection."
-        before = len(found)
-        overrides = check_partial(DetectionSettings, table, source, prefix, errors=found)
-        if len(found) > before:
-            continue  # the merged table would repeat the same complaint
-        try:
-            merged = dataclasses.replace(cfg.detection, **overrides)
-            merged.validate()
-        except SettingsError as err:
-            found.append(f"{source}: {prefix}{err}")
+        for section in ("detection", "wellbeing", "coach"):
+            table = w.get(section) if isinstance(w, dict) else None
+            if not isinstance(table, dict):
+                continue  # absent, or already reported as "must be a table"
+            try:
+                merge_partial(getattr(cfg, section), table, source, f"wearers[{i}].{section}.")
+            except SettingsError as err:
+                found.extend(err.problems)
     if found:
         if errors is None:
             raise errors_to_raise(found)
         errors.extend(found)
     return dataclasses.replace(cfg, source=source)
+
+
+def merge_partial(base: T, table: dict[str, Any], source: str, prefix: str) -> T:
+    """``base`` with the per-wearer overrides of ``table`` (a sub-table merges into the nested
+    settings of the same name), checked with the file's bounds, then the cross-field rules.
+
+    Raises:
+        ConfigError: one line per problem, naming ``source`` and ``prefix`` + the key.
+    """
+    cls = type(base)
+    nested = {f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+              if dataclasses.is_dataclass(getattr(base, f.name))}
+    found: list[str] = []
+    flat = check_partial(cls, {k: v for k, v in table.items() if k not in nested}, source, prefix,
+                         errors=found)
+    for key in (k for k in table if k in nested):  # in file order
+        sub = table[key]
+        if not isinstance(sub, dict):
+            found.append(f"{source}: {prefix}{key}: must be a table")
+            continue
+        try:
+            flat[key] = merge_partial(getattr(base, key), sub, source, f"{prefix}{key}.")
+        except SettingsError as err:
+            found.extend(err.problems)
+    if found:
+        raise errors_to_raise(found)
+    merged = dataclasses.replace(base, **flat)  # type: ignore[type-var]
+    validate = getattr(merged, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except SettingsError as err:
+            raise SettingsError(f"{source}: {prefix}{err}") from None
+    return merged
 
 
 def check_resources(config: Config, *, parse_recordings: bool = True,
@@ -209,10 +283,37 @@ def check_resources(config: Config, *, parse_recordings: bool = True,
             attempt(check_replay, w, config, parse=True)
     attempt(read_password, config.mqtt, name_file=True)
     attempt(tls_context, config.mqtt, name_file=True)
+    attempt(check_catalog, config)
     if found:
         if errors is None:
             raise errors_to_raise(found)
         errors.extend(found)
+
+
+def check_catalog(config: Config) -> None:
+    """``[stretch] catalog`` loads, and every ``default_session`` (``[coach]`` and each wearer's
+    override) is one of its sessions.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    from slouchd.stretches import load_catalog  # only check-config and the daemon read the file
+
+    try:
+        catalog = load_catalog(config.stretch.catalog or None)
+    except SettingsError as err:
+        raise SettingsError(f"{config.source}: stretch.catalog: {err}") from None
+    known = [s.name for s in catalog.sessions]
+    found: list[str] = []
+    where = [("coach", config.coach)] + [
+        (f"wearers[{i}].coach", config.wearer_coach(w)) for i, w in enumerate(config.wearers)
+        if "default_session" in w.coach]
+    for key, coach in where:
+        if coach.default_session not in known:
+            found.append(f'{config.source}: {key}.default_session = "{coach.default_session}": no such '
+                         f"session in the stretch catalogue (known: {', '.join(known)})")
+    if found:
+        raise errors_to_raise(found)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -240,12 +240,18 @@ def history_payload(history: History, days: int = 90, today: DayRecord | None = 
     """The retained MQTT ``history`` JSON: the last ``days`` days, oldest first, compact.
 
     ``today``: the open day's record so far, shown in place of the saved one of its date.
+    ``week_upright_pct``: the upright share of calibrated seated time over the last 7 days with a
+    record, % (None: no seated time); Home Assistant's history sensor shows it.
     """
     by_day = dict(history.days)
     if today is not None:
         by_day[today.date] = today
     recs = [by_day[d] for d in sorted(by_day)[-days:]]
-    return {"days": [{
+    week = recs[-7:]
+    seated = sum(r.upright_s + r.slouched_s for r in week)
+    week_pct = round(100.0 * sum(r.upright_s for r in week) / seated, 1) if seated > 0 else None
+    return {"week_upright_pct": week_pct,
+            "days": [{
         "date": r.date,
         "upright_pct": r.upright_pct,
         "slouched_min": round(r.slouched_s / 60.0, 1),

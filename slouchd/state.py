@@ -43,7 +43,8 @@ def check_shape(state: Any) -> None:
     """
     if not isinstance(state, dict):
         raise ValueError("state is not an object")
-    for key, kinds in (("overrides", (dict,)), ("tracker", (dict,)), ("snooze_until_s", (int, float))):
+    for key, kinds in (("overrides", (dict,)), ("tracker", (dict,)), ("coach", (dict,)),
+                       ("snooze_until_s", (int, float))):
         value = state.get(key)
         if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
             raise ValueError(f"{key} has the wrong type ({type(value).__name__})")

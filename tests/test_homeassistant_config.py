@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from slouchd.publish.commands import parse_command
+from slouchd.stretches import load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 HA = REPO / "config" / "homeassistant"
@@ -123,16 +124,24 @@ def test_blueprint_buttons_send_commands_slouchd_accepts() -> None:
     bp = blueprint()
     text = json.dumps(bp, default=str)
     titles = {a["title"]: a["action"] for a in _find(bp, "actions") for a in a if isinstance(a, dict)}
-    assert set(titles) == {"Snooze 30 min", "Recalibrate"}
+    assert set(titles) == {"Snooze 30 min", "Recalibrate", "Stretch now"}
     publishes = [n for n in _dicts(bp) if n.get("action") == "mqtt.publish"]
-    assert len(publishes) == 2
+    assert len(publishes) == 3
     commands = {}
+    # "Stretch now" sends {"stretch": <the stretch_session input>}, made by HA's to_json filter.
+    session = bp["blueprint"]["input"]["stretch_session"]["default"]
+    assert bp["variables"]["stretch_payload"] == "{{ {'stretch': stretch_session} | to_json }}"
+    assert session in {s.name for s in load_catalog().sessions}
     for step in publishes:
         data = step["data"]
         assert data["retain"] is False  # slouchd refuses a retained command
         assert data["topic"] == "{{ command_topic }}"
-        commands[data["payload"]] = parse_command(data["payload"].encode())
-    assert {json.dumps(json.loads(p)) for p in commands} == {'{"snooze_min": 30}', '{"calibrate": true}'}
+        payload = data["payload"]
+        if payload == "{{ stretch_payload }}":
+            payload = json.dumps({"stretch": session})
+        commands[payload] = parse_command(payload.encode())
+    assert {json.dumps(json.loads(p)) for p in commands} == {
+        '{"snooze_min": 30}', '{"calibrate": true}', '{"stretch": "quick"}'}
     assert any(c.snooze_min == 30 for c in commands.values()) and any(c.calibrate for c in commands.values())
     # <base>/<wearer>/set, with the wearer from the event and the base topic an input.
     assert bp["variables"]["command_topic"] == "{{ base_topic }}/{{ trigger.to_state.attributes.wearer }}/set"
@@ -152,3 +161,13 @@ def _dicts(node: Any) -> list[dict[str, Any]]:
 def _find(node: Any, key: str) -> list[Any]:
     return [d[key] for d in _dicts(node) if key in d and isinstance(d[key], list)
             and all(isinstance(a, dict) and "title" in a for a in d[key])]
+
+
+def test_dashboard_offers_start_stretches_and_the_coach_counts() -> None:
+    ids = discovered()
+    shown = {s for s in strings(dashboard()) if ENTITY_ID.match(s)}
+    assert ids["button.slouchd_alice_start_stretches"]["payload_press"] == "start"
+    for entity_id in ("button.slouchd_alice_start_stretches", "sensor.slouchd_alice_stretch_step",
+                      "sensor.slouchd_alice_breaks_today", "sensor.slouchd_alice_goal_streak",
+                      "binary_sensor.slouchd_alice_goal_met_today"):
+        assert entity_id in shown, entity_id

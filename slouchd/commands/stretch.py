@@ -5,6 +5,9 @@ with the recording time at which the live daemon would emit them, optional state
 ``{"t", "stretch": {...}}`` every ``--every`` seconds, and a last ``{"t", "result": {...}}`` line
 with the whole session. A session still running when the recording ends is abandoned ("the
 recording ended"). Bad input (CSV line, option, catalogue) is one line on stderr and exit code 2.
+
+With ``--wearer NAME`` it starts the session on a live wearer of the running daemon instead (its
+MQTT command) and follows it: :mod:`slouchd.commands.stretch_live`.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ FRAME_S = 0.1
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "stretch", help="judge a guided stretch session on a recording (JSON Lines out)",
+        "stretch", help="guided stretches: on a live wearer (--wearer) or judged on a recording",
         description="Run the guided stretch judge over a recording (CSV with header t,ax,ay,az[,gx,gy,gz]) "
                     "and print JSON Lines of its events: step start, pose reached, no-bouncing and "
                     "ease-off cues, repetition and step complete, session complete or abandoned. "
-                    "--list shows the catalogue's sessions, --check validates a catalogue file.")
+                    "--list shows the catalogue's sessions, --check validates a catalogue file. "
+                    "With --wearer NAME, start (or --stop) the session on a live wearer of the "
+                    "running daemon (the MQTT command Home Assistant's button sends) and follow it.")
     p.add_argument("--recording", metavar="FILE.csv", help="the recording to judge ('-' = stdin)")
     p.add_argument("--session", metavar="NAME", help="which session of the catalogue (default: the first)")
     p.add_argument("--catalog", metavar="FILE", help="stretch catalogue (default: the built-in "
@@ -45,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recording time the session starts (default: as soon as the tracker is calibrated)")
     p.add_argument("--every", metavar="SECONDS", type=seconds_arg, default=0.0,
                    help="also print the step's state every SECONDS (default 0: events only)")
+    p.add_argument("--wearer", metavar="NAME",
+                   help="a live wearer of the running daemon (its --config gives the broker)")
+    p.add_argument("--stop", action="store_true", help="with --wearer: stop the session that runs")
+    p.add_argument("--timeout", metavar="SECONDS", type=seconds_arg, default=900.0,
+                   help="with --wearer: give up after this long (default 900)")
     p.add_argument("--list", action="store_true", help="list the catalogue's sessions and stretches")
     p.add_argument("--check", metavar="FILE", help="validate a stretch catalogue file and exit")
     p.set_defaults(func=run)
@@ -64,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         _list(catalog)
         return 0
+    if args.wearer:
+        return _live(args)
     if not args.recording:
         raise CliError("--recording FILE.csv is needed (judging a live wearer is started through the "
                        "daemon: MQTT command or Home Assistant button)")
@@ -88,6 +100,18 @@ def run(args: argparse.Namespace) -> int:
                          "never calibrated (no still window)"
                          + ("" if args.start_at is None else f" at or after t = {args.start_at:g} s") + "\n")
     return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from slouchd.commands.stretch_live import follow
+
+    if args.recording:
+        raise CliError("--wearer and --recording: one or the other")
+    cfg, _ = load_inputs(args)
+    value = "stop" if args.stop else (args.session or "start")
+    return asyncio.run(follow(cfg, args.wearer, value, args.timeout))
 
 
 def judge_frames(frames: Iterator[PostureFrame], catalog: StretchCatalog, session: str,

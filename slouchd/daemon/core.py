@@ -26,12 +26,14 @@ from typing import Any
 from slouchd import __version__
 from slouchd.broker import EmbeddedBroker
 from slouchd.config import Config, ConfigError, WearerSettings, load_config
+from slouchd.daemon.coach import ThreadedHistory
 from slouchd.daemon.constants import (
     EXIT_ADAPTER,
     EXIT_OK,
     EXIT_SOFTWARE,
     RESTART_BACKOFF_MAX_S,
     RESTART_BACKOFF_MIN_S,
+    SHUTDOWN_SAVE_S,
     STATS_EVERY_S,
     STATUS_EVERY_S,
 )
@@ -43,8 +45,10 @@ from slouchd.daemon.mqtt_session import MqttSession
 from slouchd.daemon.reload import ReloadPlan, check_new_config, plan_reload
 from slouchd.daemon.sources import SourcePlan
 from slouchd.daemon.wearer import WearerRuntime
+from slouchd.history import HistoryStore
 from slouchd.logs import setup_logging
 from slouchd.model import Event, PostureFrame
+from slouchd.posture.stretch_catalog import StretchCatalog
 from slouchd.publish.commands import Command, CommandResult
 from slouchd.publish.mqtt import MqttPublisher
 from slouchd.publish.outbox import Outbox
@@ -52,6 +56,7 @@ from slouchd.publish.wearer import WearerInfo
 from slouchd.sdnotify import Notifier
 from slouchd.sensors.base import SensorSource
 from slouchd.state import StateStore, default_state_dir
+from slouchd.stretches import load_catalog
 from slouchd.timing import SYSTEM_CLOCK, Backoff, Clock, within
 
 log = logging.getLogger("slouchd")
@@ -102,6 +107,8 @@ class Daemon:
         self._restart_backoff_s = restart_backoff_s
         self.store = StateStore(default_state_dir(config.daemon.state_dir))
         self.outbox = Outbox(self.store.directory / "outbox.jsonl")  # issue 12: alerts survive a crash
+        self._catalog = load_catalog(config.stretch.catalog or None)
+        self._history = ThreadedHistory(HistoryStore(self.store.directory, config.history.keep_days))
         self.mqtt = MqttSession(self.on_command, self.outbox,
                                 publisher_class=publisher_class or _package_attr("MqttPublisher"))
         self.wearers: dict[str, WearerRuntime] = {}
@@ -124,6 +131,21 @@ class Daemon:
         return self.mqtt.broker
 
     # ----- what a wearer sees (slouchd.daemon.host.WearerHost) ----------------------------------
+    @property
+    def catalog(self) -> StretchCatalog:
+        return self._catalog
+
+    @property
+    def history(self) -> ThreadedHistory:
+        return self._history
+
+    def retained(self, wearer: str, name: str, doc: dict[str, Any]) -> bool:
+        pub = self.mqtt.publisher
+        if pub is None:
+            return False
+        pub.publish_retained(wearer, name, doc)
+        return True
+
     def open_source(self, plan: SourcePlan, settings: WearerSettings) -> SensorSource:
         return self._open_source(plan, settings, self.config, start_epoch_s=self.start_epoch_s)
 
@@ -289,6 +311,7 @@ class Daemon:
         self.notifier.stopping()
         log.info("stopping: saving state and publishing offline")
         await asyncio.gather(*(rt.stop() for rt in self.wearers.values()))
+        await self._history.drain(SHUTDOWN_SAVE_S)
         await self.mqtt.close(list(self.wearers))
 
     # ----- reload -----------------------------------------------------------------------------
@@ -339,6 +362,7 @@ class Daemon:
     def _apply(self, new: Config, plan: ReloadPlan,
                session: tuple[MqttPublisher, EmbeddedBroker | None] | None) -> list[asyncio.Task[Any]]:
         self.config = new
+        self._catalog = load_catalog(new.stretch.catalog or None)  # checked by check_new_config
         self._apply_daemon_settings(new, plan)
         pending: list[asyncio.Task[Any]] = []
         for name in plan.remove:

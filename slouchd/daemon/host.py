@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from slouchd.config import Config, WearerSettings
+from slouchd.daemon.coach import ThreadedHistory
 from slouchd.daemon.sources import SourcePlan
 from slouchd.model import Event, PostureFrame
+from slouchd.posture.stretch_catalog import StretchCatalog
 from slouchd.sensors.base import SensorSource
 
 StatePayload = Callable[[PostureFrame], dict[str, Any]]
@@ -33,6 +35,21 @@ class WearerHost(Protocol):
     @property
     def config(self) -> Config:
         """The configuration in force (replaced by a reload; read it each time)."""
+        ...
+
+    @property
+    def catalog(self) -> StretchCatalog:
+        """The stretch catalogue in force (``[stretch] catalog``; replaced by a reload)."""
+        ...
+
+    @property
+    def history(self) -> ThreadedHistory:
+        """Where every wearer's coach keeps its per-day history (written in worker threads)."""
+        ...
+
+    def retained(self, wearer: str, name: str, doc: dict[str, Any]) -> bool:
+        """Publish ``doc`` on the retained ``<base>/<wearer>/<name>`` (``stretch``, ``history``);
+        False when there is no MQTT session (yet) to publish it."""
         ...
 
     def open_source(self, plan: SourcePlan, settings: WearerSettings) -> SensorSource:

@@ -96,6 +96,7 @@ class IdleStates:
             frame = dataclasses.replace(
                 rt.tracker.frame, t_s=self.daemon.clock.wall(), flexion_deg=None, lateral_deg=None,
                 posture=Posture.UNKNOWN, activity=Activity.UNKNOWN, worn=False)
+            rt.coach_idle(frame)  # the "not worn all morning" check runs on it
             publisher.publish_state(rt.name, rt.state_payload(frame))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from slouchd.config import Config, WearerSettings
+from slouchd.config import Config, WearerSettings, check_catalog
 from slouchd.daemon.sources import plan_source
 from slouchd.daemon.trackers import new_tracker
 
@@ -98,4 +98,5 @@ def check_new_config(new: Config) -> None:
     """
     for w in new.wearers:
         plan_source(w, new)
-        new_tracker(new, new.wearer_detection(w), None)
+        new_tracker(new, new.wearer_detection(w), None, new.wearer_wellbeing(w))
+    check_catalog(new)  # the stretch catalogue and each default_session in it

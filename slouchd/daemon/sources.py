@@ -43,6 +43,8 @@ class SourcePlan:
         profile: firmware profile name for BLE, else "".
         capabilities: what the sensor can ever report (``battery``, ``rssi``): Home Assistant
             entities for the rest are not announced (see ``slouchd.publish.wearer``).
+        haptic: the sensor can buzz (its profile has a ``[haptic]`` write): the coach's events
+            that want a buzz get one (docs/coach.md, "Haptics").
     """
 
     kind: str
@@ -51,6 +53,7 @@ class SourcePlan:
     model: str
     profile: str = ""
     capabilities: frozenset[str] = ALL_CAPABILITIES
+    haptic: bool = False
 
 
 def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
@@ -90,7 +93,8 @@ def plan_source(wearer: WearerSettings, config: Config) -> SourcePlan:
         mount = Mount.parse(profile.mount)
     model = (profile.description or profile.name) if profile is not None else "BLE IMU"
     return SourcePlan("ble", sensor_id, mount, model, wearer.profile,
-                      capabilities=sensor_capabilities(wearer.sensor, profile))
+                      capabilities=sensor_capabilities(wearer.sensor, profile),
+                      haptic=profile is not None and profile.haptic is not None)
 
 
 def _key(config: Config, wearer: WearerSettings, field: str) -> str:

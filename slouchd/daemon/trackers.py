@@ -7,7 +7,7 @@ from datetime import datetime
 
 from slouchd.config import Config
 from slouchd.model import Mount
-from slouchd.posture.settings import DetectionSettings
+from slouchd.posture.settings import DetectionSettings, WellbeingSettings
 from slouchd.posture.tracker import PostureTracker
 
 
@@ -21,7 +21,10 @@ def wall_iso(t_s: float) -> str:
     return datetime.fromtimestamp(t_s).astimezone().isoformat(timespec="seconds")
 
 
-def new_tracker(config: Config, detection: DetectionSettings, mount: Mount | None) -> PostureTracker:
-    """The posture engine of one live wearer (one state a second)."""
-    return PostureTracker(detection, config.wellbeing, mount, calibration_settings=config.calibration,
-                          activity=config.activity, frame_interval_s=1.0)
+def new_tracker(config: Config, detection: DetectionSettings, mount: Mount | None,
+                wellbeing: WellbeingSettings | None = None) -> PostureTracker:
+    """The posture engine of one live wearer (one state a second; ``wellbeing``: the wearer's
+    ``[wellbeing]`` with its overrides, default the global one)."""
+    return PostureTracker(detection, wellbeing or config.wellbeing, mount,
+                          calibration_settings=config.calibration, activity=config.activity,
+                          frame_interval_s=1.0)

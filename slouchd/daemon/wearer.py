@@ -2,6 +2,8 @@
 
 The runtime talks to the daemon only through :class:`~slouchd.daemon.host.WearerHost`; the
 daemon runs :meth:`WearerRuntime.run` as one supervised task (see :mod:`slouchd.daemon.core`).
+About 460 lines: settings, publishing, the sample path, the coach's glue, persistence and commands
+all act on the same per-wearer state; the coach's own parts live in :mod:`slouchd.daemon.coach`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import dataclasses
 import logging
 from typing import Any
 
+from slouchd.coaching import CoachOutput, EverySecond
 from slouchd.config import Config, WearerSettings
+from slouchd.daemon.coach import CoachTopics, new_coach, retune
 from slouchd.daemon.constants import (
     DISPATCH_TICKS,
     OVERRIDE_KEYS,
@@ -72,6 +76,10 @@ class WearerRuntime:
         self.tracker = self._restored_tracker(saved)
         if self.snooze_until_s is not None:
             self.tracker.snooze_until(self.snooze_until_s)
+        self.coach = new_coach(self.name, host.config, settings, host.catalog, host.history, self.tracker,
+                               saved, haptic=host.config.ble.haptic and self.plan.haptic, log=self.log)
+        self._every_second = EverySecond()
+        self.coach_topics = CoachTopics(host, self.name, self.coach, clock)
         self.source: SensorSource | None = None
         self.buffer = SampleBuffer(DISPATCH_TICKS)
         self.task: asyncio.Task[None] | None = None
@@ -87,14 +95,16 @@ class WearerRuntime:
         self._background: set[asyncio.Task[Any]] = set()
 
     def _restored_tracker(self, saved: dict[str, Any]) -> PostureTracker:
-        tracker = new_tracker(self.host.config, self.detection(), self.plan.mount)
+        cfg = self.host.config
+        wellbeing = cfg.wearer_wellbeing(self.settings)
+        tracker = new_tracker(cfg, self.detection(), self.plan.mount, wellbeing)
         if saved.get("tracker"):
             try:
                 tracker.restore_state(saved["tracker"])
             except Exception as err:  # a foreign or hand-edited file must not stop the daemon
                 self.log.warning("saved calibration/totals unusable (%r); starting afresh", err)
                 self.store.set_aside(self.name, f"tracker state unusable: {err!r}")
-                tracker = new_tracker(self.host.config, self.detection(), self.plan.mount)
+                tracker = new_tracker(cfg, self.detection(), self.plan.mount, wellbeing)
         return tracker
 
     # ----- settings -------------------------------------------------------------------------
@@ -140,6 +150,7 @@ class WearerRuntime:
         self._reconcile_overrides(SettingOverrides(dict(self.overrides), dict(self.overrides_file)),
                                   "after reload")
         self.tracker.set_detection(self.detection())
+        retune(self.coach, self.host.config, settings, self.host.catalog)
 
     def replan(self) -> None:
         """Plan the source again for the settings in force (before a restart after a reload)."""
@@ -188,6 +199,7 @@ class WearerRuntime:
                               else wall_iso(self.snooze_until_s)),
             "snooze_min": self.snooze_left_min(frame.t_s),
         })
+        doc.update(self.coach.state())
         doc.update(self.counters())
         return doc
 
@@ -228,10 +240,18 @@ class WearerRuntime:
         """Feed one batch through the tracker and fan the results out (synchronous, fast)."""
         out = self.tracker.process(batch)
         self.tracker_calls += 1
+        status = self.source.status if self.source is not None else None
+        co = self.coach.process(out.frames, out.events, self.tracker.totals,
+                                None if status is None else status.battery_pct)
+        due = False
         for frame in out.frames:
-            self.host.state(self.name, frame, self.state_payload)
+            # Frames come every 0.1 s during a stretch session: states stay at one a second.
+            if self._every_second.due(frame.t_s):
+                due = True
+                self.host.state(self.name, frame, self.state_payload)
         for event in out.events:
             self.on_event(event)
+        self.coach_output(co, stretch_due=due)
         self.last_batch_wall = now = self.clock.monotonic()
         if now - self.saver.last_save >= SAVE_EVERY_S:
             self.saver.save_soon()
@@ -258,6 +278,9 @@ class WearerRuntime:
                           event.data.get("slouch_s", 0.0))
             if self.host.config.ble.haptic and self.source is not None:
                 self._spawn(self._buzz(int(event.data.get("level", 1))))
+        elif event.kind.value.startswith("stretch_") or event.kind is EventKind.BREAK_TAKEN:
+            self.log.info("%s %s", event.kind.value, {k: v for k, v in event.data.items()
+                                                      if k not in ("text", "safety", "instruction")})
         elif event.kind is EventKind.BREAK_REMINDER:
             self.log.info("break reminder: sitting for %s min", event.data.get("sitting_min"))
         elif event.kind in (EventKind.CALIBRATED, EventKind.CALIBRATION_FAILED):
@@ -265,9 +288,31 @@ class WearerRuntime:
             self.saver.save_soon()  # a calibration is never to be lost
         else:
             self.log.debug("%s %s", event.kind.value, event.data)
+        if event.data.get("haptic") and self.source is not None:  # the coach asks where it can
+            self._spawn(self._buzz(int(event.data["haptic"])))
         self.host.event(self.name, event, doc)
         if event.kind is not EventKind.SLOUCH_END:
             self.publish_stats()
+
+    # ----- the coach (docs/coach.md) ----------------------------------------------------------
+    def coach_output(self, co: CoachOutput, *, stretch_due: bool = True) -> None:
+        """Act on what the coach decided: the sitting reset of a completed session, the plan's
+        mode, its events, the retained history and stretch topics, and the frame rate (every
+        0.1 s while a session runs)."""
+        if co.reset_sitting:
+            self.tracker.take_break()
+        if co.mode is not None and co.mode != self.detection().mode:
+            self.log.info("training plan: mode %s", co.mode)
+            self._apply_settings({"mode": co.mode})  # like a change from Home Assistant
+            self.host.settings_changed()
+        for event in co.events:
+            self.on_event(event)
+        self.tracker.set_frame_interval(0.1 if self.coach.needs_ticks else 1.0)
+        self.coach_topics.after(co, stretch_due=stretch_due)
+
+    def coach_idle(self, frame: PostureFrame) -> None:
+        """The daemon's idle frame (no samples): the "not worn all morning" check runs on it."""
+        self.coach_output(self.coach.process([frame], [], None, None))
 
     async def _buzz(self, level: int) -> None:
         source = self.source
@@ -284,6 +329,7 @@ class WearerRuntime:
             **SettingOverrides(dict(self.overrides), dict(self.overrides_file)).to_dict(),
             "snooze_until_s": self.snooze_until_s,
             "tracker": self.tracker.export_state(),
+            "coach": self.coach.snapshot(),
         }
 
     def save_now(self) -> None:
@@ -296,13 +342,21 @@ class WearerRuntime:
     def apply(self, command: Command) -> CommandResult:
         """Apply a validated command; refuse (changing nothing) what the settings reject."""
         changes = dict(command.values)
+        co = None
         try:
+            if "stretch" in changes:  # checked first: a refused session changes nothing else
+                co = self.coach.command(self._now(), str(changes["stretch"]))
             applied = self._apply_settings(changes)
         except (ValueError, TypeError) as err:
             return CommandResult(ok=False, error=str(err))
+        if co is not None:
+            self.coach_output(co)
+            # What is in force now, like the settings: the session's status ("reaching" after a
+            # start, "abandoned" after a stop). The publisher merges it into the state's "stretch".
+            applied["stretch"] = self.coach.state()["stretch"]
         if "snooze_min" in changes:
             minutes = float(changes["snooze_min"])
-            now = self.tracker.frame.t_s if self.tracker.frame.t_s > 0 else self.clock.wall()
+            now = self._now()
             self.snooze_until_s = now + minutes * 60.0 if minutes > 0 else None
             self.tracker.snooze_until(self.snooze_until_s)
             applied["snooze_min"] = minutes
@@ -314,6 +368,10 @@ class WearerRuntime:
         self.announce()
         self.log.info("command applied: %s", applied)
         return CommandResult(ok=True, applied=applied)
+
+    def _now(self) -> float:
+        """Sample time now: the last frame's, or the wall clock before any frame (seconds)."""
+        return self.tracker.frame.t_s if self.tracker.frame.t_s > 0 else self.clock.wall()
 
     def _apply_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """The [detection] part of a command; ValueError/TypeError (nothing changed) if refused.
@@ -375,6 +433,7 @@ class WearerRuntime:
                         self.backoff.reset()  # a session that streamed: the next failure waits 1 s
                         self.log.info("streaming from %s", self.settings.sensor)
                         self.host.availability(self.name, True)
+                        self.coach_topics.publish_all()
                     for ready in self.buffer.add(batch):
                         self.handle(ready)
         finally:

@@ -4,6 +4,9 @@ Called once per 0.1 s tick with the calibrated flexion (degrees, + forward), the
 (degrees, + toward the wearer's right; None while the forward axis is unknown), whether the body is
 still (the tracker's activity) and the time. Pure: no I/O, no clock of its own, like the detector.
 
+(About 600 lines, over the project's ~400: the judge's phases share one hold timer and one
+bounce detector, and keeping them in one state machine keeps the step rules readable together.)
+
 Per repetition of each stretch:
 
 - **reach**: waiting for the pose: the angle in the stretch's direction at least ``min_deg`` (for a
@@ -490,27 +493,13 @@ class StretchJudge:
             return angle <= st.max_deg
         return st.min_deg - self.settings.hysteresis_deg <= angle <= st.max_deg
 
-    # Complexity 13 accepted: one branch per hold outcome (held, bounced, out of range, done).
-    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,  # noqa: C901
+    def _hold(self, t_s: float, dt: float, angle: float, swing: float, other_ok: bool, settled: bool,
               still: bool, out: list[StretchEvent]) -> None:
         s = self.settings
         st = self.stretch
         in_range = self._in_range(angle, other_ok)
         self._in_pose = in_range
-        # --- bouncing
-        if not settled:
-            self._unsettled.append(t_s)
-            while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
-                self._unsettled.popleft()
-        bouncing = self._bounce.update(t_s, swing)
-        if bouncing and not self._bouncing:
-            # Take back what was counted since the bouncing began: its first unsettled moment.
-            onset = self._bounce_onset(t_s)
-            self.held_s = max(self.held_s - sum(d for t, d in self._recent if t >= onset - 1e-9), 0.0)
-            self._recent.clear()
-            if self._cue(t_s, "no_bouncing", out, angle_deg=round(angle, 1)):
-                self.results[self.step_index]["bounce_cues"] += 1
-        self._bouncing = bouncing
+        bouncing = self._bounce_check(t_s, angle, swing, settled, out)
         # --- too far
         if other_ok and st.direction != "squeeze" and angle > st.max_deg:
             self._cue(t_s, "too_far", out, angle_deg=round(angle, 1), max_deg=st.max_deg)
@@ -539,6 +528,26 @@ class StretchJudge:
             self._count(t_s, dt + credit)
         if self.held_s >= st.hold_s - 1e-6:
             self._rep_complete(t_s, out)
+
+    def _bounce_check(self, t_s: float, angle: float, swing: float, settled: bool,
+                      out: list[StretchEvent]) -> bool:
+        """Whether the hold is bouncing now; at its start, take back the seconds counted since it
+        began and cue "no bouncing"."""
+        s = self.settings
+        if not settled:
+            self._unsettled.append(t_s)
+            while self._unsettled[0] < t_s - s.bounce_window_s - 1.0:
+                self._unsettled.popleft()
+        bouncing = self._bounce.update(t_s, swing)
+        if bouncing and not self._bouncing:
+            # Take back what was counted since the bouncing began: its first unsettled moment.
+            onset = self._bounce_onset(t_s)
+            self.held_s = max(self.held_s - sum(d for t, d in self._recent if t >= onset - 1e-9), 0.0)
+            self._recent.clear()
+            if self._cue(t_s, "no_bouncing", out, angle_deg=round(angle, 1)):
+                self.results[self.step_index]["bounce_cues"] += 1
+        self._bouncing = bouncing
+        return bouncing
 
     def _bounce_onset(self, t_s: float) -> float:
         """When the bouncing that is being flagged began: the first unsettled tick of the run of

@@ -569,6 +569,27 @@ class PostureTracker:
         else:
             tot.date = new_date
 
+    # ----- coach (docs/coach.md, "Wiring") --------------------------------------------------
+    @property
+    def totals(self) -> wb.DayTotals:
+        """Today's totals, live (replaced by a new object at midnight)."""
+        return self._wellbeing.totals
+
+    def take_break(self) -> None:
+        """A break that counts happened outside the tracker's view (a completed stretch session):
+        the sitting stretch restarts now."""
+        self._wellbeing.take_break()
+
+    def set_frame_interval(self, interval_s: float) -> None:
+        """Frames every ``interval_s`` seconds of sample time from the next tick on (0.1 while a
+        stretch session runs, 1 otherwise)."""
+        interval_s = max(float(interval_s), TICK_S)
+        fs = self._frames
+        if interval_s != fs.interval_s:
+            fs.interval_s = interval_s
+            if fs.next_t is not None and math.isfinite(self._last_tick_end):
+                fs.next_t = math.floor(self._last_tick_end / interval_s + 1e-9) * interval_s + interval_s
+
 
 Cols = list[list[float]]
 """Samples as columns: x, y and z, each a list of floats."""

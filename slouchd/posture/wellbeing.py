@@ -318,6 +318,12 @@ class Wellbeing:
             out.append(Event(t_s, EventKind.BREAK_REMINDER,
                              {"sitting_min": round(self.sitting_s / 60.0, 1)}))
 
+    # ----- coach (docs/coach.md, "Wiring") --------------------------------------------------
+    def take_break(self) -> None:
+        """A break that counts happened outside the tracker's view (a completed stretch session):
+        the sitting stretch restarts now."""
+        self._break_taken()
+
 
 @dataclass(frozen=True)
 class _Resume:

@@ -227,6 +227,8 @@ class PublishCore:
         for record in records:
             if record.stats is not None:
                 self.put_retained(self.topics.stats(record.name), record.stats)
+            for topic, payload in record.documents.items():
+                self.put_retained(topic, payload)
         for record in records:
             record.want_state(now=True)
         self.wake.set()

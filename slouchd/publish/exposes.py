@@ -20,6 +20,7 @@ The table and the rules are described in ``docs/homeassistant.md``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from slouchd.model import Activity, EventKind, Posture
@@ -29,6 +30,10 @@ from slouchd.schema import FieldSpec, field_spec, setting
 
 STATE, STATS, EVENT = "state", "stats", "event"
 """Topics an entity reads: ``<base>/<wearer>/state``, ``…/stats`` and ``…/event``."""
+STRETCH, HISTORY = "stretch", "history"
+"""The coach's retained topics ``<base>/<wearer>/stretch`` and ``…/history`` (docs/coach.md)."""
+STRETCH_STATUSES = ("idle", "reaching", "holding", "resting", "complete", "abandoned")
+"""The ``stretch`` key of the state: idle, or the last session's status."""
 
 SNOOZE_MAX_MIN = 1440.0
 """Longest snooze, minutes. A snooze longer than a day is a forgotten snooze: switch alerts off."""
@@ -45,6 +50,10 @@ class Actions:
         doc="true: drop the settings changed from Home Assistant; the config file's values apply")
     snooze_min: float = setting(
         0.0, min=0.0, max=SNOOZE_MAX_MIN, doc="no alerts for this long, minutes; 0 cancels")
+    stretch: str = setting(
+        "start", pattern=r"[a-z][a-z0-9_]{0,39}",
+        doc='guided stretches: "start" ([coach] default_session), "stop", or the name of a session of '
+            "the stretch catalogue (an unknown one is refused, naming the known ones)")
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,16 @@ class Expose:
         platform: the HA platform (sensor, binary_sensor, event, button, number, switch, select).
         name: the entity name (HA prefixes the device name, "slouchd <wearer>").
         key: the JSON key the entity reads from ``topic`` (None: it reads none).
-        topic: ``STATE``, ``STATS`` or ``EVENT``.
+        topic: ``STATE``, ``STATS``, ``EVENT``, ``STRETCH`` or ``HISTORY``.
         settable: the settings dataclass whose field ``command`` (or ``key``) bounds what Home
             Assistant may send; None for read-only entities.
         command: the command key, when it differs from ``key`` (buttons read nothing).
         on_value: binary_sensor only: ON when ``key`` equals this (None: when it is true).
         attributes: a state key whose JSON object becomes the entity's attributes.
+        template: the value template, when reading ``key`` plainly will not do (``key`` still
+            names what it reads, for the contract test).
+        attributes_template: the attributes template, when not one key's object.
+        press: button only: the payload it sends (default a JSON ``true``).
         unit: unit of measurement.
         device_class, state_class, entity_category, icon: as in Home Assistant.
         precision: suggested display precision, digits.
@@ -83,6 +96,9 @@ class Expose:
     command: str | None = None
     on_value: str | None = None
     attributes: str | None = None
+    template: str | None = None
+    attributes_template: str | None = None
+    press: str | None = None
     unit: str | None = None
     device_class: str | None = None
     state_class: str | None = None
@@ -102,12 +118,19 @@ class Expose:
         return None if self.settable is None else (self.command or self.key)
 
     @property
+    def reads(self) -> tuple[str, ...]:
+        """Every JSON key the entity reads: ``key``, ``attributes`` and those its templates name."""
+        named = _READS.findall(f"{self.template or ''} {self.attributes_template or ''}")
+        return tuple(dict.fromkeys(k for k in (self.key, self.attributes, *named) if k))
+
+    @property
     def spec(self) -> FieldSpec | None:
         """The settings field that bounds the command (None when read-only)."""
         key = self.command_key
         return None if self.settable is None or key is None else field_spec(self.settable, key)
 
 
+_READS = re.compile(r"value_json\.(\w+)")
 _MEASUREMENT, _TOTAL = "measurement", "total_increasing"
 _DIAGNOSTIC, _CONFIG = "diagnostic", "config"
 
@@ -178,6 +201,39 @@ EXPOSES: tuple[Expose, ...] = (
     _counter("gateway_drops", "Gateway refusals and drops", "gateway_drops", "mdi:shield-alert",
              attributes="gateway"),
     _counter("mqtt_queue", "MQTT queue", "mqtt_queue", "mdi:tray-full", state_class=_MEASUREMENT),
+    # The coach (docs/coach.md): guided stretches, breaks that count, goal, streak, plan, history.
+    Expose("start_stretches", "button", "Start stretches", settable=Actions, command="stretch",
+           press="start", icon="mdi:human-handsup"),
+    Expose("stop_stretches", "button", "Stop stretches", settable=Actions, command="stretch",
+           press="stop", icon="mdi:stop-circle-outline"),
+    Expose("stretch_status", "sensor", "Stretch session", "stretch", icon="mdi:yoga",
+           device_class="enum", options=STRETCH_STATUSES),
+    Expose("stretch_step", "sensor", "Stretch step", "title", STRETCH, icon="mdi:human-handsup",
+           template="{{ value_json.title | default(value_json.status) }}",
+           attributes_template="{{ value_json | tojson }}"),
+    Expose("stretch_held", "sensor", "Stretch hold", "held_s", STRETCH, icon="mdi:timer-sand",
+           unit="s", state_class=_MEASUREMENT, precision=0,
+           template="{{ value_json.held_s | default(0) }}"),
+    Expose("breaks_today", "sensor", "Breaks today", "breaks_today", icon="mdi:coffee-outline",
+           unit="breaks", state_class=_TOTAL),
+    Expose("stretch_sessions_today", "sensor", "Stretch sessions today", "stretch_sessions_today",
+           icon="mdi:yoga", unit="sessions", state_class=_TOTAL),
+    Expose("goal_met_today", "binary_sensor", "Goal met today", "goal_met", icon="mdi:trophy-outline"),
+    Expose("streak", "sensor", "Goal streak", "streak_days", icon="mdi:fire", unit="d",
+           state_class=_MEASUREMENT),
+    Expose("best_streak", "sensor", "Best goal streak", "best_streak_days", icon="mdi:medal-outline",
+           unit="d", state_class=_MEASUREMENT),
+    Expose("plan_day", "sensor", "Training plan day", "plan_day", icon="mdi:calendar-check",
+           state_class=_MEASUREMENT, attributes_template=(
+               "{{ {'plan_days': value_json.plan_days, 'training_min_today': "
+               "value_json.training_min_today} | tojson }}")),
+    _minutes("training_today", "Training today", "training_done_min", STATE, _MEASUREMENT,
+             icon="mdi:school-outline"),
+    # The week's upright share as the state (long-term statistics), the last 31 days as
+    # attributes (Home Assistant stores no attributes over 16 kB; 90 days would come close).
+    Expose("history", "sensor", "Upright share this week", "week_upright_pct", HISTORY,
+           icon="mdi:chart-bar", unit="%", state_class=_MEASUREMENT, precision=0,
+           attributes_template="{{ {'days': value_json.days[-31:]} | tojson }}"),
     Expose("worn", "binary_sensor", "Worn", "worn", icon="mdi:tshirt-crew",
            entity_category=_DIAGNOSTIC, link=True),
     Expose("calibrated", "binary_sensor", "Calibrated", "calibrated", icon="mdi:target-account",
@@ -194,13 +250,12 @@ SETTING_KEYS: tuple[str, ...] = tuple(
 
 
 def read_keys(topic: str) -> dict[str, list[str]]:
-    """The JSON keys Home Assistant reads from ``topic`` (``STATE``, ``STATS`` or ``EVENT``):
+    """The JSON keys Home Assistant reads from ``topic`` (``STATE``, ``STATS``, ``EVENT``, ...):
     key -> the components that read it (value or attributes), every capability included."""
     out: dict[str, list[str]] = {}
     for e in EXPOSES:
         if e.topic != topic:
             continue
-        for key in (e.key, e.attributes):
-            if key is not None:
-                out.setdefault(key, []).append(e.component)
+        for key in e.reads:
+            out.setdefault(key, []).append(e.component)
     return out

@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from slouchd import __version__
-from slouchd.publish.exposes import COMMANDS, EVENT, EXPOSES, STATE, STATS, Expose
+from slouchd.publish.exposes import COMMANDS, EVENT, EXPOSES, HISTORY, STATE, STATS, STRETCH, Expose
 from slouchd.publish.topics import OFFLINE, ONLINE, Topics
 from slouchd.publish.wearer import WearerInfo
 
@@ -128,6 +128,8 @@ _PRESS = "true"  # a button sends a JSON true, like {"calibrate": true}
 
 
 def _topic(row: Expose, topics: Topics, wearer: str) -> str:
+    if row.topic in (STRETCH, HISTORY):  # the coach's retained topics (MqttPublisher.publish_retained)
+        return f"{topics.base}/{wearer}/{row.topic}"
     return {STATE: topics.state, STATS: topics.stats, EVENT: topics.event}[row.topic](wearer)
 
 
@@ -138,10 +140,13 @@ def _reads(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
     state_t = _topic(row, topics, wearer)
     if row.platform == "event":
         return {"state_topic": state_t, "event_types": list(row.options or ())}
-    out: dict[str, Any] = {"state_topic": state_t, "value_template": _value_template(row)}
+    out: dict[str, Any] = {"state_topic": state_t, "value_template": row.template or _value_template(row)}
     if row.attributes is not None:
         out["json_attributes_topic"] = state_t
         out["json_attributes_template"] = f"{{{{ value_json.{row.attributes} | tojson }}}}"
+    elif row.attributes_template is not None:
+        out["json_attributes_topic"] = state_t
+        out["json_attributes_template"] = row.attributes_template
     return out
 
 
@@ -153,7 +158,7 @@ def _command(row: Expose, topics: Topics, wearer: str) -> dict[str, Any]:
     spec = COMMANDS[key]  # the same entry the command parser checks against
     out: dict[str, Any] = {"command_topic": topics.command(wearer, key)}
     if row.platform == "button":
-        out["payload_press"] = _PRESS
+        out["payload_press"] = row.press or _PRESS
     elif row.platform == "switch":
         out.update(payload_on=_TRUE, payload_off=_FALSE)
     elif row.platform == "select":

@@ -275,6 +275,18 @@ class MqttPublisher:
         record.stats = payload = to_json(stats)
         core.put_retained(core.topics.stats(wearer), payload)
 
+    def publish_retained(self, wearer: str, name: str, doc: dict[str, Any]) -> None:
+        """Publish a retained JSON document on ``<base>/<wearer>/<name>`` (newest value wins):
+        the coach's ``stretch`` (the session's current step) and ``history`` (per-day totals).
+        Sent again after a reconnect, like the stats."""
+        core = self._core
+        record = core.records.get(wearer)
+        if record is None or core.closing:
+            return
+        topic = f"{core.topics.base}/{wearer}/{name}"
+        record.documents[topic] = payload = to_json(doc)
+        core.put_retained(topic, payload)
+
     def set_availability(self, wearer: str, online: bool) -> None:
         """Publish the sensor link (``<base>/<wearer>/availability``: online/offline, retained)."""
         core = self._core

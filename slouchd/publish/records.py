@@ -27,6 +27,8 @@ class WearerRecord:
         state_sent_at: when the last state was handed to the broker, monotonic seconds.
         state_sent_posture: ``posture`` of the last state sent.
         stats: the newest daily totals payload (JSON), or None.
+        documents: other retained JSON documents by topic (the coach's ``stretch`` and
+            ``history``), sent again after a reconnect like ``stats``.
         availability: the sensor link (True online, False offline), or None if never said.
         discovery_sent: the Home Assistant discovery payload last queued, or None.
     """
@@ -38,6 +40,7 @@ class WearerRecord:
     state_sent_at: float = -math.inf
     state_sent_posture: Any = _NEVER
     stats: bytes | None = None
+    documents: dict[str, bytes] = field(default_factory=dict)
     availability: bool | None = None
     discovery_sent: bytes | None = None
 
@@ -73,6 +76,7 @@ class WearerRecord:
             self.want_state(now=True)
         if old.stats is not None:
             self.stats = old.stats
+        self.documents = {**old.documents, **self.documents}
         if old.availability is not None:
             self.availability = old.availability
 
@@ -81,6 +85,7 @@ class WearerRecord:
         self.state = None
         self.state_pending = False
         self.stats = None
+        self.documents = {}
         self.availability = None
 
 

@@ -46,6 +46,14 @@ class Topics:
     def availability(self, wearer: str) -> str:
         return f"{self.base}/{wearer}/availability"
 
+    def stretch(self, wearer: str) -> str:
+        """The coach's guided stretch session (retained JSON, docs/coach.md)."""
+        return f"{self.base}/{wearer}/stretch"
+
+    def history(self, wearer: str) -> str:
+        """The coach's per-day history (retained JSON, docs/coach.md)."""
+        return f"{self.base}/{wearer}/history"
+
     def command(self, wearer: str, key: str | None = None) -> str:
         """``<base>/<wearer>/set`` (a JSON object) or ``<base>/<wearer>/set/<key>`` (one value)."""
         return f"{self.base}/{wearer}/set" if key is None else f"{self.base}/{wearer}/set/{key}"
@@ -75,4 +83,5 @@ class Topics:
 
     def wearer_topics(self, wearer: str) -> tuple[str, ...]:
         """Every retained topic a wearer owns (cleared when the wearer is removed)."""
-        return (self.state(wearer), self.stats(wearer), self.availability(wearer))
+        return (self.state(wearer), self.stats(wearer), self.availability(wearer),
+                self.stretch(wearer), self.history(wearer))

@@ -61,3 +61,15 @@ def test_blueprint_event_types_are_ones_the_event_entity_declares() -> None:
     entity = discovery_payload(WearerInfo("alice", "x"), Topics(), 120)["components"]["alert"]
     assert used and used <= set(entity["event_types"]) == {k.value for k in EventKind}
     assert {"slouch_alert", "break_reminder"} <= used
+
+
+def test_blueprint_notifies_the_coach_events_and_offers_stretches_after_a_break_reminder() -> None:
+    bp = load()
+    coach = set(bp["variables"]["coach_events"])
+    assert coach == {"stretch_cue", "stretch_complete", "stretch_abandoned", "break_taken", "goal_met",
+                     "low_battery", "not_worn_morning"}
+    assert coach <= {k.value for k in EventKind}
+    offer = bp["actions"][0]["choose"][2]  # the break reminder with a "Stretch now" button
+    notify = offer["sequence"][0]
+    assert "offer_stretch" in offer["conditions"][0]["value_template"]
+    assert [a["title"] for a in notify["data"]["actions"]] == ["Stretch now", "Snooze 30 min"]

@@ -11,7 +11,17 @@ import pytest
 
 from slouchd.posture.settings import DetectionSettings
 from slouchd.publish.commands import COMMAND_KEYS, SETTING_KEYS, CommandRefused, parse_command
-from slouchd.publish.exposes import COMMANDS, EVENT, EXPOSES, STATE, STATS, Actions, read_keys
+from slouchd.publish.exposes import (
+    COMMANDS,
+    EVENT,
+    EXPOSES,
+    HISTORY,
+    STATE,
+    STATS,
+    STRETCH,
+    Actions,
+    read_keys,
+)
 from slouchd.publish.homeassistant import discovery_payload
 from slouchd.publish.topics import Topics
 from slouchd.publish.wearer import (
@@ -40,7 +50,7 @@ def test_rows_are_well_formed() -> None:
     assert len(set(ids)) == len(ids)
     for e in EXPOSES:
         assert re.fullmatch(r"[a-z_]+", e.component) and e.name, e
-        assert e.platform in PLATFORMS and e.topic in (STATE, STATS, EVENT), e
+        assert e.platform in PLATFORMS and e.topic in (STATE, STATS, EVENT, STRETCH, HISTORY), e
         # settable exactly when HA can send something; buttons read nothing, the rest read a key
         assert (e.settable is not None) == (e.platform in SETTABLE), e
         assert (e.key is None) == (e.platform == "button"), e
@@ -58,10 +68,10 @@ def test_settable_rows_are_bounded_by_the_settings_metadata_not_by_copies() -> N
         assert COMMANDS[key].meta is meta[key]
     assert set(SETTING_KEYS) == {"threshold_deg", "dwell_s", "alerts_enabled", "mode"}
     actions = {f.name: f.metadata for f in dataclasses.fields(Actions)}
-    for key in ("calibrate", "use_file_settings", "snooze_min"):
+    for key in ("calibrate", "use_file_settings", "snooze_min", "stretch"):
         assert COMMANDS[key].meta is actions[key]
     assert COMMAND_KEYS == ("calibrate", "use_file_settings", "threshold_deg", "dwell_s",
-                            "snooze_min", "alerts_enabled", "mode")
+                            "snooze_min", "alerts_enabled", "mode", "stretch")
 
 
 def test_a_changed_bound_in_the_table_moves_discovery_and_commands_together(

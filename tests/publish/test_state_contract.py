@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from slouchd.publish.exposes import EVENT, EXPOSES, STATE, STATS, read_keys
+from slouchd.publish.exposes import EVENT, EXPOSES, HISTORY, STATE, STATS, STRETCH, read_keys
 from slouchd.publish.homeassistant import discovery_payload
 from slouchd.publish.topics import Topics
 from slouchd.publish.wearer import WearerInfo
@@ -42,7 +42,7 @@ def test_the_discovery_templates_read_exactly_the_keys_of_the_table() -> None:
     for row in EXPOSES:
         if row.topic == EVENT or row.key is None:
             continue  # an event entity reads "event_type" without a template
-        assert templates_read(comps[row.component]) == {k for k in (row.key, row.attributes) if k}, row
+        assert templates_read(comps[row.component]) == set(row.reads), row
 
 
 @pytest.fixture
@@ -66,11 +66,20 @@ def published(tmp_path: Path, mosquitto: MosquittoBroker) -> Iterator[dict[str, 
         try:
             pub.publish(f"{base}/ana/set", json.dumps({"calibrate": True}), qos=1).wait_for_publish(10)
             found["event"] = rec.wait_for(lambda m: m.topic == f"{base}/ana/event").json()
+            # A stretch session: the retained stretch topic shows its step (title, held_s ...).
+            pub.publish(f"{base}/ana/set/stretch", "start", qos=1).wait_for_publish(10)
+            found["stretch"] = rec.wait_for(
+                lambda m: m.topic == f"{base}/ana/stretch" and b'"title"' in m.payload).json()
+            found["history"] = rec.wait_for(lambda m: m.topic == f"{base}/ana/history").json()
+            found["state"] = rec.wait_for(  # the state now carries the coach's keys with a session
+                lambda m: m.topic == f"{base}/ana/state" and b'"stretch": "idle"' not in m.payload
+                and b'"stretch":"idle"' not in m.payload).json()
         finally:
             pub.loop_stop()
             pub.disconnect()
         found["topics"] = {f"{base}/ana/state": "state", f"{base}/ana/stats": "stats",
-                           f"{base}/ana/event": "event"}
+                           f"{base}/ana/event": "event", f"{base}/ana/stretch": "stretch",
+                           f"{base}/ana/history": "history"}
         yield found
     finally:
         daemon.stop()
@@ -78,7 +87,8 @@ def published(tmp_path: Path, mosquitto: MosquittoBroker) -> Iterator[dict[str, 
 
 
 def test_every_key_home_assistant_reads_is_in_what_the_daemon_publishes(published: dict[str, Any]) -> None:
-    payloads = {STATE: published["state"], STATS: published["stats"], EVENT: published["event"]}
+    payloads = {STATE: published["state"], STATS: published["stats"], EVENT: published["event"],
+                STRETCH: published["stretch"], HISTORY: published["history"]}
     # The table side: every key of every row (battery and rssi too: a sensor with them sends them).
     for topic, payload in payloads.items():
         missing = {k: rows for k, rows in read_keys(topic).items() if k not in payload}
