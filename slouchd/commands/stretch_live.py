@@ -80,7 +80,8 @@ def _on_message(topic: str, payload: Any, topics: Topics, wearer: str, rid: str,
         _print(out, {"reply": doc})
         return 0 if value == "stop" else None
     kind = str(doc.get("event", ""))
-    if topic == topics.event(wearer) and kind.startswith(FOLLOWED):
+    # A stop only waits for its reply: the "stretch_abandoned" it causes may arrive first.
+    if value != "stop" and topic == topics.event(wearer) and kind.startswith(FOLLOWED):
         _print(out, doc)
         if kind == "stretch_complete":
             return 0
