@@ -26,7 +26,8 @@ time. Angle RMSE is over 1 Hz posture records in quasi-static periods: plateaus 
 standing episodes (from 3 s after the plateau starts to 1 s before the episode ends, not near a
 radio gap), against the simulator's true flexion / lateral lean.
 
-The real recording ``../shared/data/casale_chest_subject15.csv`` (chest-worn, raw counts) is
+The real Casale recording (subject 15 of the UCI "Activity Recognition from Single Chest-Mounted
+Accelerometer" set, chest-worn, raw counts; path from ``$CASALE_CSV``, else the workspace copy) is
 converted to g (``(counts - 2048) / 490``, 52 Hz) and replayed with the mount unknown; alerts are
 counted per activity label, strictly (the label at the alert's time, no tolerance at the label
 boundaries). Every label other than "working at computer" counts as off the desk. The labels are

@@ -1,6 +1,6 @@
 """Desk-work vibration: the real recording against the simulated wearer's model of it.
 
-    python bench/desk_vibration.py            # needs ../shared/data/casale_chest_subject15.csv
+    python bench/desk_vibration.py            # needs the Casale recording (CASALE_CSV=path; docs/accuracy.md)
     python bench/desk_vibration.py --quick    # a short simulated stretch (CI smoke)
 
 Re-derives what ``slouchd/sensors/simulation/vibration.py`` holds from the "working at computer"

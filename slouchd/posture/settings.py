@@ -1,8 +1,8 @@
 """Settings of the posture engine (the ``[detection]`` and ``[wellbeing]`` config tables).
 
-Defaults are grounded in ../shared/research/anchors-posture.md section 8: a 15 deg threshold with
-a few degrees of hysteresis is what open-source monitors and clinical studies converge on; phone
-alerts need a dwell of 30-60 s to avoid alert fatigue.
+Defaults (docs/posture.md, "Detection"): a 15 deg threshold with a few degrees of hysteresis is
+what open-source monitors and clinical studies converge on; phone alerts need a dwell of 30-60 s
+to avoid alert fatigue.
 """
 
 from __future__ import annotations
