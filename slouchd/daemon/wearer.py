@@ -36,7 +36,7 @@ from slouchd.overrides import SettingOverrides
 from slouchd.posture.settings import DetectionSettings
 from slouchd.posture.tracker import PostureTracker
 from slouchd.publish.commands import Command, CommandResult
-from slouchd.publish.wearer import WearerInfo
+from slouchd.publish.wearer import PLAN, WearerInfo
 from slouchd.sample_buffer import SampleBuffer
 from slouchd.schema import check_partial
 from slouchd.sensors.base import SensorSource
@@ -176,10 +176,14 @@ class WearerRuntime:
         return det
 
     def info(self) -> WearerInfo:
+        # The plan's entities exist only while [coach.plan] is enabled for this wearer: otherwise
+        # they would sit at "unknown" in Home Assistant forever.
+        caps = self.plan.capabilities - {PLAN}
+        if self.host.config.wearer_coach(self.settings).plan.enabled:
+            caps |= {PLAN}
         return WearerInfo(
             name=self.name, sensor_id=self.plan.sensor_id, model=self.plan.model,
-            profile=self.plan.profile, detection=self.detection(),
-            capabilities=self.plan.capabilities)
+            profile=self.plan.profile, detection=self.detection(), capabilities=caps)
 
     # ----- what is published ------------------------------------------------------------------
     def state_payload(self, frame: PostureFrame) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from slouchd.model import Activity, EventKind, Posture
 from slouchd.posture.settings import DetectionSettings
-from slouchd.publish.wearer import BATTERY, RSSI
+from slouchd.publish.wearer import BATTERY, PLAN, RSSI
 from slouchd.schema import FieldSpec, field_spec, setting
 
 STATE, STATS, EVENT = "state", "stats", "event"
@@ -141,9 +141,9 @@ def _angle(component: str, name: str, key: str, icon: str) -> Expose:
 
 
 def _minutes(component: str, name: str, key: str, topic: str, state_class: str,
-              icon: str | None = None, link: bool = False) -> Expose:
+              icon: str | None = None, link: bool = False, needs: str | None = None) -> Expose:
     return Expose(component, "sensor", name, key, topic, icon=icon, device_class="duration",
-                  unit="min", precision=0, state_class=state_class, link=link)
+                  unit="min", precision=0, state_class=state_class, link=link, needs=needs)
 
 
 def _counter(component: str, name: str, key: str, icon: str, enabled: bool = False,
@@ -224,11 +224,11 @@ EXPOSES: tuple[Expose, ...] = (
     Expose("best_streak", "sensor", "Best goal streak", "best_streak_days", icon="mdi:medal-outline",
            unit="d", state_class=_MEASUREMENT),
     Expose("plan_day", "sensor", "Training plan day", "plan_day", icon="mdi:calendar-check",
-           state_class=_MEASUREMENT, attributes_template=(
+           state_class=_MEASUREMENT, needs=PLAN, attributes_template=(
                "{{ {'plan_days': value_json.plan_days, 'training_min_today': "
                "value_json.training_min_today} | tojson }}")),
     _minutes("training_today", "Training today", "training_done_min", STATE, _MEASUREMENT,
-             icon="mdi:school-outline"),
+             icon="mdi:school-outline", needs=PLAN),
     # The week's upright share as the state (long-term statistics), the last 31 days as
     # attributes (Home Assistant stores no attributes over 16 kB; 90 days would come close).
     Expose("history", "sensor", "Upright share this week", "week_upright_pct", HISTORY,

@@ -16,7 +16,11 @@ BATTERY = "battery"
 """Capability: the sensor reports a battery level (the state's ``battery``)."""
 RSSI = "rssi"
 """Capability: the sensor is heard over radio, so a signal strength exists (the state's ``rssi``)."""
-ALL_CAPABILITIES: frozenset[str] = frozenset({BATTERY, RSSI})
+PLAN = "plan"
+"""Not of the sensor but of the wearer's config: ``[coach.plan] enabled``, so the training plan's
+day and minutes exist (the state's ``plan_day``, ``training_done_min``)."""
+SENSOR_CAPABILITIES: frozenset[str] = frozenset({BATTERY, RSSI})
+ALL_CAPABILITIES: frozenset[str] = SENSOR_CAPABILITIES | {PLAN}
 
 # The detection settings that commands change and that the state JSON reports as "in force".
 STATE_SETTINGS = ("threshold_deg", "hysteresis_deg", "dwell_s", "mode", "alerts_enabled")
@@ -82,14 +86,14 @@ def sensor_capabilities(sensor: str, profile: DeclaresBattery | None) -> frozens
         profile: the wearer's firmware profile, None when none is configured.
 
     Returns:
-        A subset of :data:`ALL_CAPABILITIES`.
+        A subset of :data:`SENSOR_CAPABILITIES`.
     """
     s = sensor.strip().lower()
     if s == "simulated" or s.startswith("replay:"):
         return frozenset()
     if profile is not None and profile.battery is None:
         return frozenset({RSSI})
-    return ALL_CAPABILITIES
+    return SENSOR_CAPABILITIES
 
 
 def battery_can_exist(sensor: str, profile: DeclaresBattery | None) -> bool:

@@ -27,6 +27,7 @@ from slouchd.publish.topics import Topics
 from slouchd.publish.wearer import (
     ALL_CAPABILITIES,
     BATTERY,
+    PLAN,
     RSSI,
     WearerInfo,
     battery_can_exist,
@@ -139,10 +140,21 @@ def test_a_wearer_without_battery_gets_no_battery_entity_and_a_removal_for_an_ol
     assert comps["rssi"] == {"platform": "sensor"}
     full = payload(WearerInfo("ana", stable_sensor_id("simulated", "ana")))["components"]
     assert set(comps) == set(full)
-    assert all(comps[k] == full[k] for k in comps if k not in ("battery", "rssi"))
+    # The training plan's two entities go too: no [coach.plan] enabled in these infos.
+    assert comps["plan_day"] == {"platform": "sensor"} and comps["training_today"] == {"platform": "sensor"}
+    gone = ("battery", "rssi", "plan_day", "training_today")
+    assert all(comps[k] == full[k] for k in comps if k not in gone)
     microbit = WearerInfo("bob", "c4aa102b3301", capabilities=frozenset({RSSI}))
     comps = payload(microbit)["components"]
     assert comps["battery"] == {"platform": "sensor"} and comps["rssi"]["device_class"] == "signal_strength"
+
+
+def test_the_plan_entities_exist_only_with_the_plan_enabled() -> None:
+    on = payload(WearerInfo("ana", "c4aa102b3301", capabilities=frozenset({PLAN})))["components"]
+    assert on["plan_day"]["state_class"] == "measurement"
+    assert on["training_today"]["unit_of_measurement"] == "min"
+    off = payload(WearerInfo("ana", "c4aa102b3301", capabilities=frozenset()))["components"]
+    assert off["plan_day"] == {"platform": "sensor"} and off["training_today"] == {"platform": "sensor"}
 
 
 def test_default_wearer_info_keeps_every_entity() -> None:
