@@ -51,6 +51,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from slouchd.model import EventKind
 from slouchd.posture.stretch_catalog import SAFETY_TEXT, Stretch
 from slouchd.schema import SettingsError, setting
 
@@ -74,16 +75,17 @@ BACK_INTO_POSE_S = 3.0
 """Out of the pose this long during a hold (not past it: that is ``too_far``), the wearer is asked
 back into it, seconds."""
 
-# Event names (the ``event`` field of :meth:`StretchEvent.to_dict`).
-STRETCH_START = "stretch_start"
-STRETCH_STEP_START = "stretch_step_start"
-STRETCH_REP_START = "stretch_rep_start"
-STRETCH_POSE_REACHED = "stretch_pose_reached"
-STRETCH_CUE = "stretch_cue"
-STRETCH_REP_COMPLETE = "stretch_rep_complete"
-STRETCH_STEP_COMPLETE = "stretch_step_complete"
-STRETCH_COMPLETE = "stretch_complete"
-STRETCH_ABANDONED = "stretch_abandoned"
+# Event names (the ``event`` field of :meth:`StretchEvent.to_dict`): the model's EventKind values,
+# so the judge's events and the daemon's are one set of names.
+STRETCH_START = EventKind.STRETCH_START.value
+STRETCH_STEP_START = EventKind.STRETCH_STEP_START.value
+STRETCH_REP_START = EventKind.STRETCH_REP_START.value
+STRETCH_POSE_REACHED = EventKind.STRETCH_POSE_REACHED.value
+STRETCH_CUE = EventKind.STRETCH_CUE.value
+STRETCH_REP_COMPLETE = EventKind.STRETCH_REP_COMPLETE.value
+STRETCH_STEP_COMPLETE = EventKind.STRETCH_STEP_COMPLETE.value
+STRETCH_COMPLETE = EventKind.STRETCH_COMPLETE.value
+STRETCH_ABANDONED = EventKind.STRETCH_ABANDONED.value
 EVENT_NAMES = (STRETCH_START, STRETCH_STEP_START, STRETCH_REP_START, STRETCH_POSE_REACHED, STRETCH_CUE,
                STRETCH_REP_COMPLETE, STRETCH_STEP_COMPLETE, STRETCH_COMPLETE, STRETCH_ABANDONED)
 
