@@ -95,7 +95,13 @@ def event_words(event: Event) -> str:
         return f"calibration failed: {d.get('reason', 'no still moment')}"
     if kind is EventKind.DAY_SUMMARY:
         return "day over: today's totals published"
-    return kind.value
+    if kind is EventKind.BREAK_TAKEN:
+        how = "a stretch session" if d.get("how") == "stretch" else "a real break"
+        answered = ", answering the reminder" if d.get("answered_reminder") else ""
+        return f"break taken ({how}{answered}): {d.get('breaks_today', '?')} today, sitting time starts again"
+    if isinstance(d.get("text"), str):
+        return str(d["text"])  # the coach's notices carry their own words
+    return kind.value.replace("_", " ")
 
 
 def _num(value: object) -> str:

@@ -73,6 +73,12 @@ def test_event_lines_say_what_happened_in_words() -> None:
         == "** BREAK REMINDER ** seated 50 min: stand up, walk 2 min"
     assert event_words(Event(T9, EventKind.SLOUCH_END, {"duration_s": 239.5, "max_flexion_deg": 25.2})) \
         == "slouch over after 4.0 min (deepest 25°)"
+    taken = Event(T9, EventKind.BREAK_TAKEN, {"how": "break", "answered_reminder": True, "breaks_today": 2})
+    assert event_words(taken) == ("break taken (a real break, answering the reminder): 2 today, "
+                                  "sitting time starts again")
+    words = "The posture sensor's battery is at 12 %: charge it soon."
+    assert event_words(Event(T9, EventKind.LOW_BATTERY, {"text": words})) == words
+    assert event_words(Event(T9, EventKind.STRETCH_START, {})) == "stretch start"
 
 
 # ----- the screen ------------------------------------------------------------------------------
