@@ -43,14 +43,14 @@ class SampleBuffer:
             samples and in ticks (0 = never cut).
     """
 
-    __slots__ = ("_acc", "_due_k", "_gyro", "_n", "_no_gyro", "_t", "piece_samples", "piece_ticks",
-                 "tick_s", "ticks")
+    __slots__ = ("_acc", "_due_k", "_gyro", "_n", "_no_gyro", "_t", "_ticks", "piece_samples",
+                 "piece_ticks", "tick_s")
 
     def __init__(self, ticks: int = 1, tick_s: float = TICK_S, piece_samples: int = SCALAR_MAX_SAMPLES,
                  piece_ticks: int = SCALAR_MAX_TICKS) -> None:
         if ticks < 1:
             raise ValueError(f"ticks must be >= 1, got {ticks}")
-        self.ticks = ticks
+        self._ticks = ticks
         self.tick_s = tick_s
         self.piece_samples = piece_samples
         self.piece_ticks = piece_ticks
@@ -60,6 +60,20 @@ class SampleBuffer:
         self._n = 0
         self._no_gyro = False
         self._due_k = -math.inf  # hand over when the newest sample's tick index reaches this
+
+    @property
+    def ticks(self) -> int:
+        """Hand over once the newest sample is this many ticks past the last hand-over."""
+        return self._ticks
+
+    @ticks.setter
+    def ticks(self, ticks: int) -> None:
+        # Changed between hand-overs (the daemon: 1 while an alert may be due, else 2): the next
+        # hand-over moves with it, so going back to 1 takes effect at the very next tick.
+        if ticks < 1:
+            raise ValueError(f"ticks must be >= 1, got {ticks}")
+        self._due_k += ticks - self._ticks
+        self._ticks = ticks
 
     def __len__(self) -> int:
         """Samples held."""
@@ -85,7 +99,7 @@ class SampleBuffer:
         if finite and k < self._due_k and self._n < MAX_HELD_SAMPLES:
             return before
         if finite:
-            self._due_k = math.floor(k) + self.ticks
+            self._due_k = math.floor(k) + self._ticks
         # (A non-finite time completes no tick: hand it over now for the tracker to count and drop.)
         return before + self.take()
 

@@ -16,6 +16,7 @@ so a benchmark may replace them here.
 """
 
 from slouchd.daemon.constants import (
+    CALM_DISPATCH_TICKS,
     DISPATCH_TICKS,
     EXIT_ADAPTER,
     EXIT_CONFIG,
@@ -36,7 +37,8 @@ from slouchd.daemon.wearer import WearerRuntime
 from slouchd.publish.mqtt import MqttPublisher
 
 __all__ = [
-    "DISPATCH_TICKS", "EXIT_ADAPTER", "EXIT_CONFIG", "EXIT_OK", "EXIT_SOFTWARE", "OVERRIDE_KEYS",
+    "CALM_DISPATCH_TICKS", "DISPATCH_TICKS", "EXIT_ADAPTER", "EXIT_CONFIG", "EXIT_OK", "EXIT_SOFTWARE",
+    "OVERRIDE_KEYS",
     "RESTART_BACKOFF_MAX_S", "RESTART_BACKOFF_MIN_S", "SAVE_EVERY_S", "STATS_EVERY_S",
     "Daemon", "MqttPublisher", "ReloadPlan", "SourcePlan", "View", "WearerHost", "WearerRuntime",
     "new_tracker", "open_source", "plan_reload", "plan_source", "run_daemon", "wall_iso",

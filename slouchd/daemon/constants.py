@@ -10,8 +10,12 @@ EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: a bug (logged with its traceback); s
 EXIT_ADAPTER = 75  # EX_TEMPFAIL: the Bluetooth adapter is wedged; let systemd restart us
 
 DISPATCH_TICKS = 1
-"""Run a wearer's tracker once this many 0.1 s decision ticks have completed (see SampleBuffer):
-1 adds no delay to alerts; 2 halves the tracker's calls but delays an alert by up to 0.1 s."""
+"""Run a wearer's tracker once this many 0.1 s decision ticks have completed (see SampleBuffer)
+while an alert may be due (``PostureTracker.urgent``) or a stretch session runs: no delay."""
+CALM_DISPATCH_TICKS = 2
+"""... and otherwise: half the tracker calls (each call has a fixed cost, docs/performance.md).
+No alert can be due then (the next is at least ``dwell_s`` >= 1 s of slouch away), so the 0.1 s
+this delays half the ticks' decisions never delays an alert; states stay within 0.2 s."""
 SAVE_EVERY_S = 5.0  # kill -9 loses at most this much of today's totals
 STATS_EVERY_S = 60.0
 """Stats of a streaming wearer, and the state of one that is not, at most this often."""

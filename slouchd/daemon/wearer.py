@@ -17,6 +17,7 @@ from slouchd.coaching import CoachOutput, EverySecond
 from slouchd.config import Config, WearerSettings
 from slouchd.daemon.coach import CoachTopics, new_coach, retune
 from slouchd.daemon.constants import (
+    CALM_DISPATCH_TICKS,
     DISPATCH_TICKS,
     OVERRIDE_KEYS,
     RESTART_BACKOFF_MAX_S,
@@ -261,6 +262,8 @@ class WearerRuntime:
             self.saver.save_soon()
         if now - self._last_stats >= STATS_EVERY_S:
             self.publish_stats()
+        self.buffer.ticks = (DISPATCH_TICKS if self.tracker.urgent or self.coach.needs_ticks
+                             else CALM_DISPATCH_TICKS)
 
     def drain(self) -> None:
         """Process what the buffer holds (the stream ended or the wearer stops)."""

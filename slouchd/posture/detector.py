@@ -62,6 +62,15 @@ class SlouchDetector:
         """The slouch clock compared with the dwell: continuous slouch time, or the exposure, seconds."""
         return self.exposure_s if self.settings.cumulative else self.slouch_s
 
+    @property
+    def could_alert_soon(self) -> bool:
+        """An alert could come within the next few ticks: a slouch is on (its clock runs), motion
+        above the limit is pending as credit for a slouch that starts on the next still tick, or
+        (cumulative mode) exposure is left that a new slouch adds to. Otherwise the next alert is
+        at least ``dwell_s`` (>= 1 s) of slouch away."""
+        return (self.active or self.moving_over_s > 0.0
+                or (self.settings.cumulative and self.exposure_s > 0.0))
+
     def end(self, t_s: float, out: list[Event]) -> None:
         """Close the running slouch (if any)."""
         if self.active:

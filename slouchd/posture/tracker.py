@@ -156,6 +156,15 @@ class PostureTracker:
     def frame(self, frame: PostureFrame) -> None:
         self._frames.frame = frame
 
+    @property
+    def urgent(self) -> bool:
+        """Whether the next tick could bring a slouch alert: a slouch is on or about to start with
+        credit (:attr:`SlouchDetector.could_alert_soon`). When False the next alert is at least
+        ``dwell_s`` (>= 1 s) of slouch away, so the caller may feed the tracker less often (the
+        daemon hands over every 0.2 s instead of 0.1 s). One exception, accepted: a slouch found
+        when the forward axis is learned may alert on that very tick (then up to 0.1 s later)."""
+        return self._detector.could_alert_soon
+
     def process(self, batch: SampleBatch) -> TrackerOutput:
         """Consume one batch of samples; return the frames and events it completes."""
         out = TrackerOutput()

@@ -112,3 +112,24 @@ async def test_a_stalled_source_resumes_in_real_time_without_a_burst() -> None:
     assert src.resyncs == 1
     t = [s for _, s in arrivals]
     assert np.all(np.diff(t) > 0)  # nothing skipped or repeated
+
+
+async def test_sources_started_apart_wake_together_on_one_grid() -> None:
+    # Every paced source in the daemon wakes on the same 0.1 s grid of the monotonic clock, so N
+    # replay wearers cost one event-loop wake-up per tick, not N (docs/performance.md).
+    wakes: dict[str, list[float]] = {}
+    for name, start in (("a", 1000.037), ("b", 1000.081), ("c", 1003.55)):
+        clock = FakeClock()
+        clock.now = start
+        src = PacedSource(lambda: recording(5.0), speed=1.0, start_epoch_s=0.0, clock=clock,
+                          sleep=clock.sleep)
+        async with src:
+            async for b in src:
+                due = start + float(b.t_s[-1])  # the last sample's due time (recording starts at 0)
+                assert 0.0 <= clock.now - due <= 0.1 + 1e-9  # never early, at most a tick late
+                wakes.setdefault(name, []).append(clock.now)
+    for times in wakes.values():
+        assert len(times) == 50
+        grid = np.array(times) / 0.1
+        assert np.allclose(grid, np.round(grid), atol=1e-6)  # on the shared grid
+    assert np.allclose(wakes["a"], wakes["b"])  # started 44 ms apart: the same instants

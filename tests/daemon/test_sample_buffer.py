@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from slouchd.config import parse_config
-from slouchd.daemon import Daemon, new_tracker
+from slouchd.daemon import CALM_DISPATCH_TICKS, DISPATCH_TICKS, Daemon, new_tracker
 from slouchd.model import Event, Mount, PostureFrame, SampleBatch
 from slouchd.posture.filters import SCALAR_MAX_SAMPLES, SCALAR_MAX_TICKS
 from slouchd.sample_buffer import MAX_HELD_SAMPLES, SampleBuffer
@@ -185,3 +185,42 @@ async def test_live_notifications_through_the_buffer_equal_replay_exactly(
     ticks = (day.t_s[-1] - day.t_s[0]) / 0.1
     # The tracker runs per completed tick, not per notification (a 36-sample one: 3 pieces).
     assert calls <= (ticks + 2 if size <= 5 else 3 * len(source.packets))
+
+
+def _alert_arrivals(packets: list[SampleBatch], cfg_doc: dict[str, object], mount: Mount,
+                    adaptive: bool) -> tuple[list[tuple[int, float]], int]:
+    """(index of the packet on whose arrival each slouch alert came out, its sample time), and
+    the tracker calls, with the daemon's dispatch (adaptive: CALM_DISPATCH_TICKS unless the
+    tracker is urgent) or every tick."""
+    cfg = parse_config(cfg_doc)
+    tracker = new_tracker(cfg, cfg.detection, mount)
+    buf = SampleBuffer(DISPATCH_TICKS)
+    alerts: list[tuple[int, float]] = []
+    calls = 0
+    for i, p in enumerate(packets):
+        for ready in buf.add(p):
+            out = tracker.process(ready)
+            calls += 1
+            alerts += [(i, e.t_s) for e in out.events if e.kind.value == "slouch_alert"]
+            if adaptive:  # as WearerRuntime.handle does
+                buf.ticks = DISPATCH_TICKS if tracker.urgent else CALM_DISPATCH_TICKS
+    return alerts, calls
+
+
+@pytest.mark.parametrize("detection", [{"dwell_s": 1, "repeat_s": 10},
+                                       {"dwell_s": 3, "repeat_s": 10, "cumulative": True}])
+def test_calm_dispatch_halves_the_calls_and_never_delays_an_alert(detection: dict[str, object]) -> None:
+    # A simulated hour at 50 Hz, 1-sample notifications, with desk vibration and fast twists (the
+    # motion credit that can start a slouch already due); short dwells make alerts frequent.
+    from slouchd.sensors.simulated import SimSettings, SimulatedWearer
+
+    sim = SimSettings(seed=5, rate_hz=50.0, gyro=True, desk_vibration=True, fast_moves=True, start_s=T0)
+    day = SampleBatch.concat(list(SimulatedWearer(sim).batches(60.0, end_s=3600.0)))
+    packets = _packets(day, 1)
+    doc = {"detection": detection}
+    every_tick, calls_every = _alert_arrivals(packets, doc, sim.mount, adaptive=False)
+    adaptive, calls_adaptive = _alert_arrivals(packets, doc, sim.mount, adaptive=True)
+    assert len(every_tick) >= 20
+    # Each alert comes out on the arrival of the very same notification as with per-tick dispatch.
+    assert adaptive == every_tick
+    assert calls_adaptive < 0.75 * calls_every  # (this hour slouches a lot: calm ticks are fewer)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from slouchd.model import SampleBatch
 from slouchd.sensors.base import SensorStatus
+from slouchd.sensors.paced import on_wake_grid
 from slouchd.sensors.simulation.wearer import SimulatedWearer
 
 TICK_S = 0.1
@@ -59,9 +60,10 @@ class SimulatedSensor:
             if self.speed is None:
                 await asyncio.sleep(0)  # let the rest of the daemon run between batches
             else:
-                # A batch arrives when its last sample would have.
-                delay = start_wall + (batch.t_s[-1] - start_s) / self.speed - loop.time()
-                await asyncio.sleep(max(delay, 0.0))
+                # A batch arrives when its last sample would have, on the wake grid all paced
+                # sources share (one event-loop wake-up per tick for all simulated wearers).
+                due = start_wall + (batch.t_s[-1] - start_s) / self.speed
+                await asyncio.sleep(max(on_wake_grid(due) - loop.time(), 0.0))
             self.status.packets += len(batch) // spp
             self.status.samples += len(batch)
             self._last_t_s = float(batch.t_s[-1])
