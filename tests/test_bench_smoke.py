@@ -60,4 +60,5 @@ def test_benchmark_runs_quick_and_reports_numbers(name: str, tmp_path: Path) -> 
         # shows as 0 states per second, not as an error).
         assert all(r["states_per_s"] > 0 for r in rows if r["mode"] != "idle"), rows
         assert key["batch_pct_per_wearer"] > 0 and key["live_batch_ratio"] > 0
+        assert key["replay_cli_pct_per_wearer"] > 0 and key["live_replay_ratio"] > 0
         assert {"idle_pct", "replay_pct_per_wearer_at_1", "notify1_pct_per_wearer_at_1"} <= set(key)
