@@ -371,6 +371,12 @@ class OrientationFilter:
         return a_unit, mag_ok
 
 
+FEW_ROWS = 8
+"""AxisLearner.add: at most this many rows are filtered in float maths and held."""
+HELD_ROWS = 256
+"""... and held rows join the moments once there are this many."""
+
+
 class AxisLearner:
     """Learns the forward (sagittal) axis when the mount is unknown, from the bends the wearer makes.
 
@@ -397,6 +403,7 @@ class AxisLearner:
         self._first = np.zeros(3)
         self._third = np.zeros((3, 3, 3))
         self._n = 0
+        self._rows: list[tuple[float, float, float]] = []  # useful rows not yet in the moments
 
     def reset(self) -> None:
         self.__init__(min_ticks=self.min_ticks, min_ratio=self.min_ratio)  # type: ignore[misc]
@@ -406,21 +413,55 @@ class AxisLearner:
         """Still ticks of useful tilt collected so far."""
         return self._n
 
-    def add(self, g: np.ndarray, up: np.ndarray) -> None:
-        """Collect the tangential part of still gravity readings ``g`` (n, 3) relative to ``up``."""
+    def add(self, g: np.ndarray | list[list[float]], up: np.ndarray) -> None:
+        """Collect the tangential part of still gravity readings ``g`` (n, 3) relative to ``up``.
+
+        A few rows (the live path: one or two per call) are filtered in float maths and kept;
+        they join the moments, on arrays, when :meth:`propose` needs them or many are held
+        (numpy's per-call overhead on 1-row arrays was ~17 % of a live tracker call while learning).
+        """
+        if len(g) > FEW_ROWS:
+            self._fold()
+            self._add_array(np.asarray(g, dtype=float), up)
+            return
+        ux, uy, uz = (float(x) for x in up)
+        lo, hi, rows = self.lo, self.hi, self._rows
+        for row in g:
+            gx, gy, gz = float(row[0]), float(row[1]), float(row[2])
+            p = gx * ux + gy * uy + gz * uz
+            dx, dy, dz = gx - p * ux, gy - p * uy, gz - p * uz
+            s = math.sqrt(dx * dx + dy * dy + dz * dz)
+            if lo < s < hi:
+                rows.append((dx, dy, dz))
+                self._n += 1
+        if len(rows) >= HELD_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the held rows to the moments."""
+        if self._rows:
+            d = np.array(self._rows, dtype=float)
+            self._rows = []
+            self._moments(d)
+
+    def _add_array(self, g: np.ndarray, up: np.ndarray) -> None:
         d = g - (g @ up)[:, None] * up[None, :]
         s = np.linalg.norm(d, axis=1)
         d = d[(s > self.lo) & (s < self.hi)]
         if d.shape[0]:
-            self._scatter += d.T @ d
-            self._first += d.sum(axis=0)
-            self._third += np.einsum("ni,nj,nk->ijk", d, d, d)
+            self._moments(d)
             self._n += d.shape[0]
+
+    def _moments(self, d: np.ndarray) -> None:
+        self._scatter += d.T @ d
+        self._first += d.sum(axis=0)
+        self._third += np.einsum("ni,nj,nk->ijk", d, d, d)
 
     def propose(self, up: np.ndarray) -> np.ndarray | None:
         """The forward axis once there is enough evidence, else None."""
         if self._n < self.min_ticks:
             return None
+        self._fold()
         w, v = np.linalg.eigh(self._scatter)
         # eigh sorts ascending; the smallest eigenvalue belongs to ``up`` itself (no tangential part).
         main, minor = v[:, 2], w[1]

@@ -524,7 +524,7 @@ class PostureTracker:
         """Still ticks ``rows`` of gravity ``g`` (n, 3) for the forward-axis learner; at tick time
         ``t`` (None: not yet) a proposal, and a calibration once learned."""
         up = np.asarray(cal.up)
-        self._learner.add(np.asarray(g, dtype=float)[rows] if isinstance(g, list) else g[rows], up)
+        self._learner.add([g[i] for i in rows] if isinstance(g, list) else g[rows], up)
         fwd = None if t is None else self._learner.propose(up)
         if fwd is not None and t is not None:
             self.calibration = cal.with_forward(fwd, "learned")
