@@ -43,7 +43,7 @@ class SampleBuffer:
             samples and in ticks (0 = never cut).
     """
 
-    __slots__ = ("_acc", "_due_k", "_gyro", "_n", "_no_gyro", "_t", "_ticks", "piece_samples",
+    __slots__ = ("_acc", "_due_k", "_gyro", "_last_k", "_n", "_no_gyro", "_t", "_ticks", "piece_samples",
                  "piece_ticks", "tick_s")
 
     def __init__(self, ticks: int = 1, tick_s: float = TICK_S, piece_samples: int = SCALAR_MAX_SAMPLES,
@@ -60,6 +60,7 @@ class SampleBuffer:
         self._n = 0
         self._no_gyro = False
         self._due_k = -math.inf  # hand over when the newest sample's tick index reaches this
+        self._last_k = -math.inf  # the tick index of the newest sample handed over
 
     @property
     def ticks(self) -> int:
@@ -72,8 +73,16 @@ class SampleBuffer:
         # hand-over moves with it, so going back to 1 takes effect at the very next tick.
         if ticks < 1:
             raise ValueError(f"ticks must be >= 1, got {ticks}")
-        self._due_k += ticks - self._ticks
         self._ticks = ticks
+        self._due_k = self._next_due(self._last_k)
+
+    def _next_due(self, k: float) -> float:
+        """The first tick index after ``k`` that is a multiple of :attr:`ticks`: hand-overs every
+        second tick fall on even ticks, so the one at the first sample of a whole second (which
+        decides the tick that closes the second, and its 1 Hz state) is never skipped."""
+        if not math.isfinite(k):
+            return k
+        return (math.floor(k) // self._ticks + 1) * self._ticks
 
     def __len__(self) -> int:
         """Samples held."""
@@ -99,7 +108,8 @@ class SampleBuffer:
         if finite and k < self._due_k and self._n < MAX_HELD_SAMPLES:
             return before
         if finite:
-            self._due_k = math.floor(k) + self._ticks
+            self._last_k = k
+            self._due_k = self._next_due(k)
         # (A non-finite time completes no tick: hand it over now for the tracker to count and drop.)
         return before + self.take()
 

@@ -57,11 +57,27 @@ def test_one_sample_notifications_reach_the_tracker_once_per_tick_and_in_full() 
 
 
 def test_two_tick_buffer_halves_the_hand_overs() -> None:
-    t = T0 + np.arange(500) / 50.0
+    t = T0 + 0.11 + np.arange(500) / 50.0  # the first sample in an odd tick
     day = SampleBatch(t, np.tile([0.0, 1.0, 0.0], (500, 1)))
     one = _feed(SampleBuffer(1), _packets(day, 1))
     two = _feed(SampleBuffer(2), _packets(day, 1))
     assert abs(len(two) - len(one) / 2) <= 2
+    # On even ticks: the first sample of every whole second (which closes the second's last tick,
+    # and so its 1 Hz state) is handed over at once, never held for a second tick.
+    assert all(math.floor(b.t_s[-1] / 0.1 + 1e-9) % 2 == 0 for b in two[1:])
+    firsts = {float(t[i]) for i in range(1, len(t)) if math.floor(t[i]) != math.floor(t[i - 1])}
+    assert firsts and firsts <= {float(b.t_s[-1]) for b in two}
+
+
+def test_going_back_to_every_tick_takes_effect_at_the_next_tick() -> None:
+    t = T0 + 0.01 + np.arange(100) / 50.0
+    packets = _packets(SampleBatch(t, np.tile([0.0, 1.0, 0.0], (100, 1))), 1)
+    buf = SampleBuffer(2)
+    handed = _feed(buf, packets[:12])  # up to 0.23 s: the last hand-over at tick 2 (t = 0.21)
+    assert float(handed[-1].t_s[-1]) == float(t[10])
+    buf.ticks = 1
+    (nxt,) = _feed(buf, packets[12:16])  # tick 3 starts at t = 0.31 (sample 15)
+    assert float(nxt.t_s[-1]) == float(t[15])
 
 
 def test_small_packets_that_complete_a_tick_go_through_without_a_copy() -> None:
