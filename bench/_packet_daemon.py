@@ -20,8 +20,11 @@ notification's newest sample starts a new 0.1 s tick
 Real sensors are not in step: each wearer gets a random phase (seeded by ``SLOUCHD_BENCH_SEED``,
 default 11; uniform within one notification interval) added to its release times and sample
 times, so wearers notify, and complete ticks, at different instants. Notifications due within
-``SLACK_S`` of each other are released by one pacer call. The rest of the daemon is the real
-one, unchanged.
+``SLACK_S`` of each other are released by one pacer call, so the event loop wakes about once per
+notification of any wearer (N x rate a second, as bleak's reader does for N real sensors), not
+once per notification interval for all wearers together: on the measured VM that loop wake-up,
+not the source or the tracker, is most of a 1-sample wearer's cost. The rest of the daemon is
+the real one, unchanged.
 """
 
 from __future__ import annotations
