@@ -8,8 +8,10 @@ whenever the link dies. The parts, each small and named for its job:
 * :mod:`.scanning` - scan windows under the per-adapter lock, target and profile matching;
 * :mod:`.connect` - a fresh ``BleakClient`` per link, notifications, start-up steps, teardown;
 * :mod:`.steps` - profile steps as a table of handlers keyed by ``op``;
-* :mod:`.link` - one connection and its :class:`LinkState`;
-* :mod:`.streaming` - the consumer side: silence watchdog and the per-packet path;
+* :mod:`.link` - one connection, its :class:`LinkState` and the samples it holds for the consumer;
+* :mod:`.streaming` - the notification callback (the per-packet path), the consumer and the
+  silence watchdog;
+* :mod:`.ticks` - :class:`~slouchd.sensors.ble.ticks.TickGate`: wake the consumer once per 0.1 s tick;
 * :mod:`.stamping` - pure sample stamping (arrival times and sensor clocks -> Unix seconds);
 * :mod:`.health` - the wedge clock and Bluetooth outages;
 * :mod:`.errors` - transient errors, missing Bluetooth, :class:`AdapterWedged`.

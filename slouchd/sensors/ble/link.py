@@ -3,7 +3,9 @@
 A link goes ``CONNECTING -> STREAMING``; the sensor (or BlueZ) dropping it makes it ``LOST``;
 teardown makes it ``CLOSED`` exactly once, from any state. Callbacks of a ``CLOSED`` link are
 ignored, so a notification handler left behind by a hanging disconnect never delivers samples
-twice. See docs/sensors.md ("Staying connected for days").
+twice. Decoded samples wait in the link (:meth:`Link.hold`) until the consumer takes them
+(:meth:`Link.take`); the link's queue only carries wake-ups. See docs/sensors.md ("Staying
+connected for days").
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from slouchd.model import SampleBatch
+
 #: Notifications buffered between the callback and the consumer before dropping ("overflow").
 QUEUE_MAX = 2000
+#: Held samples that wake the consumer even if no tick started (times standing still), samples.
+WAKE_SAMPLES = 256
 
 #: Put in a link's queue to wake its consumer: the link is lost or closed.
 LOST = object()
+#: Put in a link's queue to wake its consumer: held samples are ready (a tick started).
+READY = object()
 
 
 class LinkState(enum.Enum):
@@ -37,14 +45,17 @@ class LinkState(enum.Enum):
 
 @dataclass(eq=False)
 class Link:
-    """One connection: its client, state, queue of ``(arrival, bytes)`` and what to undo at teardown.
+    """One connection: its client, state, held samples, wake-ups and what to undo at teardown.
 
     Attributes:
         number: counts the links of one source (1, 2, ...), for log lines.
         client: the ``BleakClient`` (None until it is made).
         state: see :class:`LinkState`.
         delivered: samples delivered from this link.
-        queue: notifications as ``(monotonic arrival s, bytes)``, or :data:`LOST`.
+        queue: wake-ups of the consumer: :data:`READY`, :data:`LOST` (or the streamer's ``SILENT``).
+        held: decoded batches of this link the consumer has not taken yet, in order.
+        held_samples: samples in ``held``.
+        seen: monotonic time of the last notification, seconds (the silence watchdog reads it).
         subscribed: characteristics notifying, to stop at teardown (in reverse).
         control: answers of subscribed control characteristics (``wait_notify`` reads them).
         tasks: background tasks of this link (battery poll, buzz stop), cancelled at teardown.
@@ -58,6 +69,10 @@ class Link:
     subscribed: list[str] = field(default_factory=list)
     control: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    held: list[SampleBatch] = field(default_factory=list)
+    held_samples: int = 0
+    seen: float = float("-inf")
+    _ready_queued: bool = field(default=False, init=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -93,6 +108,23 @@ class Link:
     def wake(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(LOST)
+
+    def hold(self, batch: SampleBatch, ready: bool) -> None:
+        """Keep ``batch`` for the consumer; wake it (once until it takes) if ``ready`` or if
+        :data:`WAKE_SAMPLES` samples are held."""
+        self.held.append(batch)
+        self.held_samples += len(batch)
+        if (ready or self.held_samples >= WAKE_SAMPLES) and not self._ready_queued:
+            self._ready_queued = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(READY)
+
+    def take(self) -> list[SampleBatch]:
+        """The held batches, in order (the link holds none after)."""
+        held, self.held = self.held, []
+        self.held_samples = 0
+        self._ready_queued = False
+        return held
 
 
 _ADAPTER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (

@@ -1,9 +1,13 @@
 """Streaming: notifications (or advertisements) -> decoded, stamped :class:`SampleBatch` es.
 
-Notification callbacks only enqueue ``(monotonic arrival, bytes)``; the consumer's task takes
-them from the link's queue and runs the per-packet path (:class:`PacketPath`: decode, count
-drops, drop samples while a buzz runs, stamp). A link that sends nothing for
-``silence_timeout_s`` (at least 5 samples' time) is a zombie: the stream ends and the
+The notification callback runs the per-packet path itself (:class:`PacketPath`: decode, count
+drops, drop samples while a buzz runs, stamp) and holds the batch in the link; it wakes the
+consumer's task only when the batch's newest sample starts a new 0.1 s decision tick
+(:class:`~slouchd.sensors.ble.ticks.TickGate`, the daemon's sample buffer's grid), when many
+samples are held, or when the link is lost. The consumer then yields everything held as one
+batch: at 50 one-sample notifications a second it runs 10 times a second, not 50, and the
+sample that starts a tick reaches it as soon as it arrives, as before. A link that sends nothing
+for ``silence_timeout_s`` (at least 5 samples' time) is a zombie: the stream ends and the
 supervisor reconnects. See docs/sensors.md ("Staying connected for days", "Time stamps").
 """
 
@@ -16,11 +20,13 @@ from typing import Any
 
 from slouchd.model import SampleBatch
 from slouchd.sensors.ble.context import SourceContext
+from slouchd.sensors.ble.errors import one_line
 from slouchd.sensors.ble.health import AdapterHealth
 from slouchd.sensors.ble.link import LOST, QUEUE_MAX, Link
 from slouchd.sensors.ble.scanning import SCANNER_TIMEOUT_S, Scanner, Sighting
 from slouchd.sensors.ble.stamping import SampleStamper
 from slouchd.sensors.ble.steps import NotifyCallback
+from slouchd.sensors.ble.ticks import TickGate
 from slouchd.sensors.decoders import ProfileDecoder
 from slouchd.sensors.profiles import Profile
 from slouchd.timing import within
@@ -29,6 +35,14 @@ from slouchd.timing import within
 SILENT = object()
 #: Fewest samples' time without data that counts as silence (for slow sensors), samples.
 SILENCE_MIN_SAMPLES = 5.0
+
+
+def _joined(held: list[SampleBatch]) -> list[SampleBatch]:
+    """Held batches as one (gyro kept), or as they are if only some of them have gyro."""
+    if len(held) == 1:
+        return held
+    with_gyro = sum(b.gyro_dps is not None for b in held)
+    return [SampleBatch.concat(held)] if with_gyro in (0, len(held)) else held
 
 
 class PacketPath:
@@ -113,42 +127,61 @@ class Streamer:
         return max(self.ctx.settings.silence_timeout_s, SILENCE_MIN_SAMPLES / rate)
 
     def _begin(self) -> None:
-        self.packets.start_link()
         if self.streams:
             self.ctx.status.reconnects += 1
         self.streams += 1
         self.ctx.status.connected = True
 
     def on_notify(self, link: Link) -> NotifyCallback:
-        """The notification callback of ``link``: enqueue ``(arrival, bytes)``, nothing more."""
-        status, clock, queue = self.ctx.status, self.ctx.clock, link.queue
+        """The notification callback of the new ``link`` (its decoder starts afresh now).
+
+        Per notification: note the time (silence watchdog), decode and stamp (:class:`PacketPath`),
+        hold the batch in the link and wake the consumer when it starts a new tick. Nothing
+        raises into bleak: a decoder failure is counted (``dropped["error"]``) and logged once.
+        At :data:`~slouchd.sensors.ble.link.QUEUE_MAX` held notifications more are dropped
+        undecoded (``dropped["overflow"]``): the consumer is not keeping up.
+        """
+        ctx, packets, status, clock = self.ctx, self.packets, self.ctx.status, self.ctx.clock
+        packets.start_link()  # notifications start flowing during the set-up steps already
+        gate = TickGate()
 
         def on_notify(_char: Any, data: bytearray) -> None:
             if not link.active:
                 return
-            try:
-                queue.put_nowait((clock.monotonic(), bytes(data)))
-            except asyncio.QueueFull:
+            link.seen = arrival = clock.monotonic()
+            if len(link.held) >= QUEUE_MAX:
                 status.count_drop("overflow")
+                return
+            try:
+                batch = packets.decode(arrival, bytes(data))
+                if batch is not None:
+                    link.hold(batch, gate.starts_tick(float(batch.t_s[-1])))
+            except Exception as err:  # never into bleak's D-Bus reader
+                status.count_drop("error")
+                ctx.note("drop:error", f"dropped a notification: decoding it failed ({one_line(err)})")
 
         return on_notify
 
     async def stream(self, link: Link) -> AsyncIterator[SampleBatch]:
         """Batches from a set-up link until it is lost, goes silent, or the source closes.
 
-        The silence watchdog is one task per link that wakes about twice per ``silence_s``, not a
-        timeout around every ``queue.get()``: at 50-100 notifications/s a per-get timeout (two
-        tasks and a timer each) was most of the per-packet cost (bench/ble_packets.py).
+        Wakes once per held tick (see :meth:`on_notify`) and yields everything the link holds
+        as one batch, in order; what is held when the link is lost or goes silent is yielded
+        before the stream ends. The silence watchdog is one task per link that wakes about twice
+        per ``silence_s``, not a timeout around every wait.
         """
         ctx = self.ctx
         self._begin()
         ctx.log.info("%s: streaming (link %d)", ctx.who(), link.number)
-        seen = [ctx.clock.monotonic()]  # when the consumer last took an item, monotonic s
-        watchdog = asyncio.ensure_future(self._watch_silence(link, seen))
+        link.seen = max(link.seen, ctx.clock.monotonic())
+        watchdog = asyncio.ensure_future(self._watch_silence(link))
         try:
             while link.active and not ctx.closed:
                 item = await link.queue.get()
-                seen[0] = ctx.clock.monotonic()
+                for batch in _joined(link.take()) if link.held else ():
+                    link.delivered += len(batch)
+                    self.health.working()
+                    yield batch
                 if item is SILENT:
                     ctx.status.last_error = f"no notification for {self.silence_s():g} s while connected"
                     ctx.log.warning("%s: %s; reconnecting", ctx.who(), ctx.status.last_error)
@@ -157,20 +190,15 @@ class Streamer:
                     ctx.status.last_error = "disconnected"
                     ctx.log.info("%s: disconnected", ctx.who())
                     return
-                batch = self.packets.decode(*item)
-                if batch is not None:
-                    link.delivered += len(batch)
-                    self.health.working()
-                    yield batch
         finally:
             watchdog.cancel()
 
-    async def _watch_silence(self, link: Link, seen: list[float]) -> None:
-        """Queue :data:`SILENT` once the consumer has taken nothing for ``silence_s``."""
+    async def _watch_silence(self, link: Link) -> None:
+        """Queue :data:`SILENT` once no notification arrived for ``silence_s`` (``link.seen``)."""
         clock, queue = self.ctx.clock, link.queue
         while True:
             silence_s = self.silence_s()
-            idle_s = clock.monotonic() - seen[0]
+            idle_s = clock.monotonic() - link.seen
             if idle_s >= silence_s and queue.empty():
                 queue.put_nowait(SILENT)
                 return
@@ -203,6 +231,7 @@ class Streamer:
             self.health.failed("scan", err)
             return
         self.next_link_number()
+        self.packets.start_link()
         self._begin()
         closed = asyncio.ensure_future(ctx.closed_event.wait())
         try:
