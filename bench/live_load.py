@@ -90,6 +90,8 @@ def one_run(work: Path, port: int, sub: Subscriber, mode: str, n: int, window_s:
     from tests.daemon.harness import NotifySocket
 
     tag = f"{mode[0]}{n}s{samples or 0}r{rate_hz:g}".replace(".", "_")
+    while (work / f"{tag}.toml").exists():  # --find-limit repeats a row: its own files, fresh state
+        tag += "x"
     prefix = f"bench/{tag}w"
     sensor = "simulated" if mode == "simulated" else f"replay:{csv}"
     wearers = wearer_tables(n, sensor=sensor, prefix=f"{tag}w") if n else ""

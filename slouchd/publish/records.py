@@ -11,6 +11,10 @@ from slouchd.publish.wearer import WearerInfo
 
 STATE_MIN_GAP_S = 0.2
 """Closest two posture states of one wearer are ever published, seconds."""
+STATE_EARLY = 0.1
+"""A rate-limited state may go out this fraction of ``state_interval_s`` early: sends anchored
+on the previous send alone drift later by the sender's own delay each time, until every state
+waits almost a whole interval (seen at 100 in-step wearers: state lag p50 1.0 s)."""
 
 _NEVER: Any = object()  # "no state sent yet": unequal to every posture, None included
 
@@ -64,10 +68,10 @@ class WearerRecord:
     def state_due(self, now: float, interval_s: float) -> float:
         """When the pending state may go out, monotonic seconds: at once (never closer than
         STATE_MIN_GAP_S to the previous one, so a flickering posture cannot flood the broker)
-        when ``state_now``, else ``interval_s`` after the previous one."""
+        when ``state_now``, else ``interval_s`` (less :data:`STATE_EARLY`) after the previous one."""
         if self.state_now:
             return max(now, self.state_sent_at + STATE_MIN_GAP_S)
-        return self.state_sent_at + interval_s
+        return self.state_sent_at + interval_s * (1.0 - STATE_EARLY)
 
     def carry_from(self, old: WearerRecord) -> None:
         """Take over ``old``'s newest values (a new publisher after a reload)."""
