@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
@@ -17,14 +16,6 @@ from slouchd.sensors.ble.steps import STEP_HANDLERS
 from slouchd.sensors.profiles import STEP_OPS
 from tests.ble.fake_bleak import FakeClock, FakeSensor, FakeWorld
 from tests.ble.test_session import SETTINGS, make_source, take
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    c = FakeClock()
-    driver = asyncio.create_task(c.run())
-    yield c
-    driver.cancel()
 
 
 def test_every_step_op_a_profile_may_use_has_exactly_one_handler() -> None:

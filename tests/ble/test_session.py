@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import random
 import struct
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -31,14 +30,6 @@ PROFILES = load_profiles()
 GENERIC = PROFILES["generic"]
 SETTINGS = BleSettings(wedged_exit_s=600.0, backoff_max_s=60.0)
 REAL_TIMEOUT_S = 30.0
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    c = FakeClock()
-    driver = asyncio.create_task(c.run())
-    yield c
-    driver.cancel()
 
 
 def make_source(world: FakeWorld, target: str = "C4:AA:10:2B:33:01", profile=GENERIC,

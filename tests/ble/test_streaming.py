@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -26,14 +25,6 @@ from tests.ble.fake_bleak import FakeClock, FakeSensor, FakeWorld, Session
 from tests.ble.test_session import GENERIC, REAL_TIMEOUT_S, make_source, sample_numbers
 
 GENERIC_50 = dataclasses.replace(GENERIC, rate_hz=50.0)
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    c = FakeClock()
-    driver = asyncio.create_task(c.run())
-    yield c
-    driver.cancel()
 
 
 async def take_timed(src, clock: FakeClock, samples: int) -> list[tuple[SampleBatch, float]]:
