@@ -3,6 +3,8 @@ second goes out when produced, however late the sender runs each time (no drift)
 
 from __future__ import annotations
 
+import itertools
+
 from slouchd.publish.records import STATE_EARLY, WearerRecord
 from slouchd.publish.wearer import WearerInfo
 
@@ -39,5 +41,5 @@ def test_states_offered_faster_are_still_limited() -> None:
         if rec.state_due(t, 1.0) <= t:
             rec.state_sent_at = t
             sent.append(t)
-    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert len(sent) in (11, 12) and min(gaps) >= 1.0 - STATE_EARLY - 1e-9
