@@ -37,7 +37,7 @@ class SampleBuffer:
 
     Args:
         ticks: hand over once the newest sample is this many ticks past the last one handed
-            over (1 = every 0.1 s tick, the lowest latency; 2 = every 0.2 s, cheaper).
+            over (1 = every 0.1 s tick, the lowest latency; 10 = once a second, cheaper).
         tick_s: the tracker's decision tick, seconds (the grid is ``floor(t_s / tick_s)``).
         piece_samples, piece_ticks: the largest piece handed to the tracker in one call, in
             samples and in ticks (0 = never cut).

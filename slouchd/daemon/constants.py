@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slouchd.posture.filters import TICK_S
+from slouchd.posture.tracker import URGENT_HORIZON_S
 from slouchd.publish.wearer import STATE_SETTINGS
 
 EXIT_OK = 0
@@ -12,10 +14,12 @@ EXIT_ADAPTER = 75  # EX_TEMPFAIL: the Bluetooth adapter is wedged; let systemd r
 DISPATCH_TICKS = 1
 """Run a wearer's tracker once this many 0.1 s decision ticks have completed (see SampleBuffer)
 while an alert may be due (``PostureTracker.urgent``) or a stretch session runs: no delay."""
-CALM_DISPATCH_TICKS = 2
-"""... and otherwise: half the tracker calls (each call has a fixed cost, docs/performance.md).
-No alert can be due then (the next is at least ``dwell_s`` >= 1 s of slouch away), so the 0.1 s
-this delays half the ticks' decisions never delays an alert; states stay within 0.2 s."""
+CALM_DISPATCH_TICKS = round(URGENT_HORIZON_S / TICK_S)  # 10
+"""... and otherwise: once a second, on whole seconds (``URGENT_HORIZON_S``). No alert can be due
+then (the next is at least ``dwell_s`` >= 1 s of slouch away, ``PostureTracker.urgent``), so
+holding the ticks never delays an alert; the hand-over at the first sample of a whole second
+decides the tick that closes it, so the 1 Hz state goes out exactly when it would per tick, and
+the tracker runs a tenth as often (each call has a fixed cost, docs/performance.md)."""
 SAVE_EVERY_S = 5.0  # kill -9 loses at most this much of today's totals
 STATS_EVERY_S = 60.0
 """Stats of a streaming wearer, and the state of one that is not, at most this often."""

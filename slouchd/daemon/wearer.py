@@ -152,6 +152,7 @@ class WearerRuntime:
                                   "after reload")
         self.tracker.set_detection(self.detection())
         retune(self.coach, self.host.config, settings, self.host.catalog)
+        self.pace()
 
     def replan(self) -> None:
         """Plan the source again for the settings in force (before a restart after a reload)."""
@@ -262,6 +263,12 @@ class WearerRuntime:
             self.saver.save_soon()
         if now - self._last_stats >= STATS_EVERY_S:
             self.publish_stats()
+        self.pace()
+
+    def pace(self) -> None:
+        """Hand the tracker every 0.1 s tick while an alert or an answer may be due or a stretch
+        session runs, else once a second (``CALM_DISPATCH_TICKS``): after every tracker call and
+        every command (a calibration asked for is answered without the second's wait)."""
         self.buffer.ticks = (DISPATCH_TICKS if self.tracker.urgent or self.coach.needs_ticks
                              else CALM_DISPATCH_TICKS)
 
@@ -370,6 +377,7 @@ class WearerRuntime:
         if changes.get("calibrate"):
             self.tracker.request_calibration()
             applied["calibrate"] = True
+        self.pace()
         self.saver.save_soon()
         self.host.settings_changed()
         self.announce()

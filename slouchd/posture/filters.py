@@ -25,13 +25,14 @@ GRAVITY_CUTOFF_HZ = 2.0
 RATE_CHANGE = 0.15
 """Redesign the filter when the measured sample rate moves by more than this fraction."""
 
-SCALAR_MAX_SAMPLES = 32
+SCALAR_MAX_SAMPLES = 128
 """Up to this many samples per call, the tick summaries run in float maths (the same operations in
-the same order as numpy's sums, so the same output): for a radio packet of a few samples, numpy
-call overhead costs far more than the arithmetic. (The low-pass always runs in float maths.)"""
+the same order as numpy's sums, so the same output): for the live daemon's calls (a tick, or a
+calm second: 50-100 samples), numpy call overhead costs more than the arithmetic
+(``bench/tracker_tick.py``). (The low-pass always runs in float maths.)"""
 
-SCALAR_MAX_TICKS = 4
-"""Up to this many new ticks per call (the live path: a packet completes about one tick), the
+SCALAR_MAX_TICKS = 11
+"""Up to this many new ticks per call (the live path: a tick, or a calm second's ten), the
 orientation, activity and tracker steps use float maths instead of whole-array numpy."""
 
 

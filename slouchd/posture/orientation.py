@@ -371,8 +371,8 @@ class OrientationFilter:
         return a_unit, mag_ok
 
 
-FEW_ROWS = 8
-"""AxisLearner.add: at most this many rows are filtered in float maths and held."""
+FEW_ROWS = SCALAR_MAX_TICKS
+"""AxisLearner.add: at most this many rows (a live call's ticks) are filtered in float maths and held."""
 HELD_ROWS = 256
 """... and held rows join the moments once there are this many."""
 
@@ -416,7 +416,7 @@ class AxisLearner:
     def add(self, g: np.ndarray | list[list[float]], up: np.ndarray) -> None:
         """Collect the tangential part of still gravity readings ``g`` (n, 3) relative to ``up``.
 
-        A few rows (the live path: one or two per call) are filtered in float maths and kept;
+        A few rows (the live path: one to ten per call) are filtered in float maths and kept;
         they join the moments, on arrays, when :meth:`propose` needs them or many are held
         (numpy's per-call overhead on 1-row arrays was ~17 % of a live tracker call while learning).
         """

@@ -68,6 +68,9 @@ from slouchd.posture.settings import (
 RATE_MIN_SAMPLES = 8
 """Samples needed before the first filter design (the rate is measured from them)."""
 TWO_POSE_MIN_DEG = st.TWO_POSE_MIN_DEG
+URGENT_HORIZON_S = 1.0
+"""While :attr:`PostureTracker.urgent` is False, no alert is due within this much sample time
+(seconds): it equals the least ``dwell_s`` the settings allow."""
 
 
 @dataclass
@@ -158,12 +161,19 @@ class PostureTracker:
 
     @property
     def urgent(self) -> bool:
-        """Whether the next tick could bring a slouch alert: a slouch is on or about to start with
-        credit (:attr:`SlouchDetector.could_alert_soon`). When False the next alert is at least
-        ``dwell_s`` (>= 1 s) of slouch away, so the caller may feed the tracker less often (the
-        daemon hands over every 0.2 s instead of 0.1 s). One exception, accepted: a slouch found
-        when the forward axis is learned may alert on that very tick (then up to 0.1 s later)."""
-        return self._detector.could_alert_soon
+        """Whether an alert or an answer could come within the next :data:`URGENT_HORIZON_S` of
+        ticks, so the caller must feed the tracker every tick: a slouch is on or about to start
+        with credit (:attr:`SlouchDetector.could_alert_soon`), a calibration was asked for (the
+        user waits for its answer), or the forward axis could be learned that soon (a slouch that
+        went on unjudged may then alert at once). When False the next alert is at least
+        ``dwell_s`` (>= 1 s) of slouch away, and the caller may hand over a whole
+        :data:`URGENT_HORIZON_S` at a time (the daemon then runs the tracker once a second)."""
+        if self._detector.could_alert_soon or self._cal.request is not None:
+            return True
+        cal = self.calibration
+        return (self.cal_settings.learn_axis and self.mount is None and cal is not None
+                and cal.forward is None
+                and self._learner.n + round(URGENT_HORIZON_S / TICK_S) >= self._learner.min_ticks)
 
     def process(self, batch: SampleBatch) -> TrackerOutput:
         """Consume one batch of samples; return the frames and events it completes."""

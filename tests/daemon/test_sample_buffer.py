@@ -203,29 +203,37 @@ async def test_live_notifications_through_the_buffer_equal_replay_exactly(
     assert calls <= (ticks + 2 if size <= 5 else 3 * len(source.packets))
 
 
-def _alert_arrivals(packets: list[SampleBatch], cfg_doc: dict[str, object], mount: Mount,
-                    adaptive: bool) -> tuple[list[tuple[int, float]], int]:
-    """(index of the packet on whose arrival each slouch alert came out, its sample time), and
-    the tracker calls, with the daemon's dispatch (adaptive: CALM_DISPATCH_TICKS unless the
-    tracker is urgent) or every tick."""
+def _alert_arrivals(packets: list[SampleBatch], cfg_doc: dict[str, object], mount: Mount | None,
+                    adaptive: bool) -> tuple[list[tuple[int, float]], int, list[Event]]:
+    """(index of the packet on whose arrival each slouch alert came out, its sample time), the
+    tracker calls and every event, with the daemon's dispatch (adaptive: CALM_DISPATCH_TICKS
+    unless the tracker is urgent) or every tick."""
     cfg = parse_config(cfg_doc)
     tracker = new_tracker(cfg, cfg.detection, mount)
     buf = SampleBuffer(DISPATCH_TICKS)
     alerts: list[tuple[int, float]] = []
+    events: list[Event] = []
     calls = 0
     for i, p in enumerate(packets):
         for ready in buf.add(p):
             out = tracker.process(ready)
             calls += 1
             alerts += [(i, e.t_s) for e in out.events if e.kind.value == "slouch_alert"]
-            if adaptive:  # as WearerRuntime.handle does
+            events += out.events
+            if adaptive:  # as WearerRuntime.pace does
                 buf.ticks = DISPATCH_TICKS if tracker.urgent else CALM_DISPATCH_TICKS
-    return alerts, calls
+    return alerts, calls, events
 
 
-@pytest.mark.parametrize("detection", [{"dwell_s": 1, "repeat_s": 10},
-                                       {"dwell_s": 3, "repeat_s": 10, "cumulative": True}])
-def test_calm_dispatch_halves_the_calls_and_never_delays_an_alert(detection: dict[str, object]) -> None:
+@pytest.mark.parametrize(("detection", "declared"), [
+    ({"dwell_s": 1, "repeat_s": 10}, True),
+    ({"dwell_s": 3, "repeat_s": 10, "cumulative": True}, True),
+    # The forward axis learned from the bends: a slouch that went on unjudged alerts on the
+    # very tick the axis is learned, so the tracker is urgent while that tick may come.
+    ({"dwell_s": 1, "repeat_s": 10}, False),
+])
+def test_calm_dispatch_cuts_the_calls_and_never_delays_an_alert(detection: dict[str, object],
+                                                                declared: bool) -> None:
     # A simulated hour at 50 Hz, 1-sample notifications, with desk vibration and fast twists (the
     # motion credit that can start a slouch already due); short dwells make alerts frequent.
     from slouchd.sensors.simulated import SimSettings, SimulatedWearer
@@ -234,9 +242,34 @@ def test_calm_dispatch_halves_the_calls_and_never_delays_an_alert(detection: dic
     day = SampleBatch.concat(list(SimulatedWearer(sim).batches(60.0, end_s=3600.0)))
     packets = _packets(day, 1)
     doc = {"detection": detection}
-    every_tick, calls_every = _alert_arrivals(packets, doc, sim.mount, adaptive=False)
-    adaptive, calls_adaptive = _alert_arrivals(packets, doc, sim.mount, adaptive=True)
+    mount = sim.mount if declared else None
+    every_tick, calls_every, events_every = _alert_arrivals(packets, doc, mount, adaptive=False)
+    adaptive, calls_adaptive, events_adaptive = _alert_arrivals(packets, doc, mount, adaptive=True)
     assert len(every_tick) >= 20
-    # Each alert comes out on the arrival of the very same notification as with per-tick dispatch.
+    if not declared:
+        learned = [e for e in events_every if e.kind.value == "calibrated"]
+        assert any(e.data.get("axis_source") == "learned" for e in learned)
+    # Each alert comes out on the arrival of the very same notification as with per-tick dispatch,
+    # and everything else is the same too.
     assert adaptive == every_tick
-    assert calls_adaptive < 0.75 * calls_every  # (this hour slouches a lot: calm ticks are fewer)
+    assert [e.to_dict() for e in events_adaptive] == [e.to_dict() for e in events_every]
+    assert calls_adaptive < 0.6 * calls_every  # (this hour slouches a lot: calm ticks are fewer)
+
+
+def test_a_calibration_asked_for_makes_the_tracker_urgent_until_it_is_answered() -> None:
+    day = wear([Step(30), Step(30)], rate_hz=50.0, gyro=True, seed=2)
+    day = SampleBatch(day.t_s + T0, day.acc_g, day.gyro_dps)
+    cfg = parse_config({"detection": {"dwell_s": 30}})
+    tracker = new_tracker(cfg, cfg.detection, Mount.parse("+y,-z"))
+    half = len(day) // 2
+    tracker.process(SampleBatch(day.t_s[:half], day.acc_g[:half], day.gyro_dps[:half]))  # type: ignore[index]
+    assert tracker.calibration is not None and not tracker.urgent  # upright, still: calm
+    tracker.request_calibration()
+    assert tracker.urgent  # the answer is handed over on its tick, not up to a second later
+    answers = []
+    for p in _packets(SampleBatch(day.t_s[half:], day.acc_g[half:], day.gyro_dps[half:]), 5):  # type: ignore[index]
+        answers += [e for e in tracker.process(p).events if e.kind.value.startswith("calibrat")]
+        if answers:
+            break
+    assert answers and answers[0].kind.value == "calibrated"
+    assert not tracker.urgent
