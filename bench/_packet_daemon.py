@@ -9,22 +9,30 @@ delivers 0.1 s of samples at a time (5 samples at 50 Hz). Here every replay wear
 cut into notifications of ``SAMPLES_PER_NOTIFICATION`` samples (1 = micro:bit, Thingy:52,
 WitMotion; 36 = Polar H10), each handed over when its last sample is due on the wall clock.
 
-Like BLE, where one D-Bus reader calls every sensor's notification callback, one shared pacer
-(a plain event-loop callback, not a task, scheduled for the next notification due from any
-wearer) hands each due notification to its wearer's source synchronously. The source mirrors
-the BLE source (``slouchd.sensors.ble.streaming``): the notification is held in a
-:class:`~slouchd.sensors.ble.link.Link` and the wearer's task is woken only when the
-notification's newest sample starts a new 0.1 s tick
-(:class:`~slouchd.sensors.ble.ticks.TickGate`); it then yields everything held as one batch.
+Where the notifications come from, as on a real gateway: with bleak on Linux, bluetoothd sends
+each notification as a D-Bus signal over the system bus socket, and dbus-fast's reader callback
+reads every message waiting on that socket whenever the event loop wakes
+(``dbus_fast/aio/message_reader.py``: ``while True: message = unmarshaller._unmarshall()``; bleak
+3 uses ``StartNotify``, i.e. D-Bus signals, by default). So here a separate *radio* process (our
+stand-in for bluetoothd: its own CPU is not the daemon's) keeps every wearer's notification
+times and writes one 4-byte record per notification to a socket; the daemon's loop wakes when the
+socket is readable and its reader hands each record's notification to its wearer's source. The
+daemon process sets no timer per notification: a timer wake-up costs about twice a socket
+wake-up on the measured VM (docs/performance.md, "Session 6"), and a real daemon pays the latter.
+
+The source mirrors the BLE source (``slouchd.sensors.ble.streaming``): the notification is held in
+a :class:`~slouchd.sensors.ble.link.Link` and the wearer's task is woken only when the
+notification's newest sample starts a new 0.1 s tick (:class:`~slouchd.sensors.ble.ticks.TickGate`);
+it then yields everything held as one batch.
 
 Real sensors are not in step: each wearer gets a random phase (seeded by ``SLOUCHD_BENCH_SEED``,
 default 11; uniform within one notification interval) added to its release times and sample
 times, so wearers notify, and complete ticks, at different instants. Notifications due within
-``SLACK_S`` of each other are released by one pacer call, so the event loop wakes about once per
-notification of any wearer (N x rate a second, as bleak's reader does for N real sensors), not
-once per notification interval for all wearers together: on the measured VM that loop wake-up,
-not the source or the tracker, is most of a 1-sample wearer's cost. The rest of the daemon is
-the real one, unchanged.
+``SLACK_S`` of each other go out in one write, so the daemon wakes about once per notification of
+any wearer (N x rate a second, as for N real sensors), not once per notification interval for
+all wearers together. The rest of the daemon is the real one, unchanged.
+
+    python bench/_packet_daemon.py --radio SAMPLES   # the radio process (started by the daemon side)
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import os
 import random
+import socket
+import struct
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -48,51 +58,119 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-#: Notifications due this close after the pacer's call are released by it too, seconds.
+#: Notifications due this close after the radio's wake-up go out with it, seconds.
 SLACK_S = 0.0005
+RECORD = struct.Struct("<I")  # one notification: the wearer source's id
 
 
-class Pacer:
-    """One pacer for all wearers: a loop callback at the next due notification of any wearer."""
+class Radio:
+    """The daemon side of the radio process: ids of notifying sources come in on a socket."""
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int, PacketSource]] = []  # (wall time due, order, source)
-        self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._next_at = math.inf
+        self.sources: dict[int, PacketSource] = {}
+        self._ids = itertools.count()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._rest = b""
+
+    def _start(self, size: int) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._proc = subprocess.Popen([sys.executable, __file__, "--radio", str(size), str(theirs.fileno())],
+                                      stdin=subprocess.PIPE, pass_fds=[theirs.fileno()])
+        theirs.close()
+        mine.setblocking(False)
+        self._sock = mine
+        asyncio.get_running_loop().add_reader(mine.fileno(), self._read)
+
+    def _send(self, line: str) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(line.encode() + b"\n")
+        self._proc.stdin.flush()
 
     def add(self, source: PacketSource) -> None:
-        self._push(source)
-        self._schedule()
+        if self._proc is None:
+            self._start(source.size)
+        source.id = next(self._ids)
+        self.sources[source.id] = source
+        self._send(f"add {source.id} {source.start!r} {source.path}")
 
     def remove(self, source: PacketSource) -> None:
-        source.stopped = True  # its heap entry is skipped
+        if self.sources.pop(source.id, None) is not None:
+            self._send(f"remove {source.id}")
 
-    def _push(self, source: PacketSource) -> None:
-        heapq.heappush(self.heap, (source.next_due(), next(self._order), source))
-
-    def _schedule(self) -> None:
-        if not self.heap or self.heap[0][0] >= self._next_at:
+    def _read(self) -> None:
+        """Everything waiting on the socket (as dbus-fast's reader does), each to its source."""
+        assert self._sock is not None
+        try:
+            data = self._rest + self._sock.recv(1 << 16)
+        except BlockingIOError:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._next_at = self.heap[0][0]
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, self._next_at - time.time()), self._fire)
+        whole = len(data) - len(data) % RECORD.size
+        self._rest = data[whole:]
+        sources = self.sources
+        for (sid,) in RECORD.iter_unpack(data[:whole]):
+            source = sources.get(sid)
+            if source is not None:
+                source.notify()
 
-    def _fire(self) -> None:
-        self._timer, self._next_at = None, math.inf
+
+def radio_main(size: int, fd: int) -> int:
+    """The radio process: notification times of every source added on stdin, records to ``fd``."""
+    import select
+
+    from slouchd.daemon.sources import replay_batches
+
+    out = socket.socket(fileno=fd)
+    timelines: dict[str, tuple[np.ndarray, float]] = {}  # path: (due offsets in one loop, span)
+    heap: list[tuple[float, int, int]] = []  # (wall time due, source id, notification index)
+    active: dict[int, tuple[float, np.ndarray, float]] = {}  # id: (start, offsets, span)
+    ctrl = sys.stdin.buffer
+    pending = b""
+    while True:
+        timeout = None if not heap else max(0.0, heap[0][0] - time.time())
+        readable, _, _ = select.select([ctrl], [], [], timeout)
+        if readable:
+            chunk = os.read(ctrl.fileno(), 1 << 16)
+            if not chunk:
+                return 0  # the daemon is gone
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                op, sid_s, *rest = line.decode().split(" ", 3)
+                sid = int(sid_s)
+                if op == "remove":
+                    active.pop(sid, None)
+                    continue
+                start, path = float(rest[0]), rest[1]
+                if path not in timelines:
+                    t = np.concatenate([b.t_s for b in replay_batches(path)])
+                    t = t - t[0]
+                    dt = float(np.median(np.diff(t[:1000])))
+                    ends = np.minimum(np.arange(size, len(t) + size, size), len(t)) - 1
+                    timelines[path] = (t[ends], float(t[-1]) + dt)
+                offsets, span = timelines[path]
+                active[sid] = (start, offsets, span)
+                heapq.heappush(heap, (start + float(offsets[0]), sid, 0))
         limit = time.time() + SLACK_S
-        heap = self.heap
+        batch = bytearray()
         while heap and heap[0][0] <= limit:
-            _, _, source = heapq.heappop(heap)
-            if source.stopped:
+            _, sid, k = heapq.heappop(heap)
+            entry = active.get(sid)
+            if entry is None:
                 continue
-            source.notify()
-            self._push(source)
-        self._schedule()
+            batch += RECORD.pack(sid)
+            start, offsets, span = entry
+            k += 1
+            loop, i = divmod(k, len(offsets))
+            heapq.heappush(heap, (start + loop * span + float(offsets[i]), sid, k))
+        if batch:
+            try:
+                out.sendall(batch)
+            except OSError:
+                return 0
 
 
-PACER = Pacer()
+RADIO = Radio()
 _PHASES = random.Random(int(os.environ.get("SLOUCHD_BENCH_SEED", "11")))
 
 
@@ -122,16 +200,18 @@ class PacketSource:
         self.gate = TickGate()
         self.start = 0.0
         self.i = 0  # next sample index on the looped timeline
-        self.stopped = False
+        self.path = path
+        self.id = -1  # given by the radio
 
     async def __aenter__(self) -> PacketSource:
         self.start = time.time() + self.phase_s
         self.status.connected = True
-        PACER.add(self)
+        self.i = 0
+        RADIO.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        PACER.remove(self)
+        RADIO.remove(self)
         self.link.close()
         self.status.connected = False
 
@@ -144,13 +224,8 @@ class PacketSource:
         loop, a = divmod(self.i, n)
         return a, min(a + self.size, n), self.start + loop * self.span_s
 
-    def next_due(self) -> float:
-        """Wall time the next notification's last sample is due, seconds."""
-        _, b, offset = self._bounds()
-        return offset + float(self.t[b - 1])
-
     def notify(self) -> None:
-        """The next notification arrives (called by the pacer): hold it, wake at a new tick."""
+        """The next notification arrives (called by the radio reader): hold it, wake at a new tick."""
         from slouchd.model import SampleBatch
 
         a, b, offset = self._bounds()
@@ -175,6 +250,8 @@ class PacketSource:
 
 
 def main() -> int:
+    if sys.argv[1] == "--radio":
+        return radio_main(int(sys.argv[2]), int(sys.argv[3]))
     size = int(sys.argv[1])
     import slouchd.daemon as daemon_mod
     from slouchd.cli import main as cli_main

@@ -76,6 +76,13 @@ class SampleBuffer:
         self._ticks = ticks
         self._due_k = self._next_due(self._last_k)
 
+    @property
+    def due_k(self) -> float:
+        """The tick index (``t_s / tick_s``) the newest sample must reach for :meth:`add` to hand
+        over (-inf before the first): sources read it to hold samples instead of waking the
+        consumer for nothing (:class:`~slouchd.sensors.base.HandOver`)."""
+        return self._due_k
+
     def _next_due(self, k: float) -> float:
         """The first tick index after ``k`` that is a multiple of :attr:`ticks`: hand-overs every
         second tick fall on even ticks, so the one at the first sample of a whole second (which

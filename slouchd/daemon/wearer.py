@@ -442,6 +442,8 @@ class WearerRuntime:
             source = self.host.open_source(self.plan, self.settings)
             async with source:
                 self.source = source
+                if hasattr(source, "hand_over"):  # sources that can hold samples until they are due
+                    source.hand_over = self.buffer
                 async for batch in source:
                     if not self.streaming:
                         self.streaming = True

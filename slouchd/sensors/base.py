@@ -57,6 +57,17 @@ class SensorStatus:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
+class HandOver(Protocol):
+    """When the consumer (the daemon's :class:`~slouchd.sample_buffer.SampleBuffer`) next does
+    anything with samples: a source may hold what it has until then instead of waking it."""
+
+    @property
+    def due_k(self) -> float:
+        """The tick index (``t_s / TICK_S`` of sample time, the buffer's own arithmetic) a
+        delivered batch's newest sample must reach to complete the next hand-over; -inf: any."""
+        ...
+
+
 @runtime_checkable
 class SensorSource(Protocol):
     """What the daemon needs from a source of samples."""

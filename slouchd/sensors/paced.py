@@ -26,7 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 import numpy as np
 
 from slouchd.model import SampleBatch
-from slouchd.sensors.base import SensorStatus
+from slouchd.posture.filters import TICK_S
+from slouchd.sensors.base import HandOver, SensorStatus
 
 # Deliver at most this much wall time apart: small enough for ~1 Hz state at any speed.
 TICK_WALL_S = 0.1
@@ -50,6 +51,9 @@ class PacedSource:
 
     Attributes:
         resyncs: how often pacing restarted from now after falling more than ``MAX_LAG_S`` behind.
+        hand_over: the consumer's next hand-over (the daemon sets it): ticks before it are held
+            and go out with the one that reaches it, so a calm wearer's source wakes once a
+            second, not ten times (:class:`~slouchd.sensors.base.HandOver`). None: every tick.
     """
 
     def __init__(self, batches: Callable[[], Iterable[SampleBatch]], *, speed: float = 1.0,
@@ -68,6 +72,7 @@ class PacedSource:
         self._wall0 = 0.0
         self.resyncs = 0
         self.status = SensorStatus()
+        self.hand_over: HandOver | None = None
 
     async def __aenter__(self) -> PacedSource:
         if self._preload is not None:
@@ -107,8 +112,20 @@ class PacedSource:
         to a second and make the daemon's work bursty).
         """
         self._wall0 = self._clock()
+        held: list[SampleBatch] = []
         for batch in on_grid(self._timeline(), TICK_WALL_S * self.speed, origin_s=0.0):
+            ho = self.hand_over
+            # The consumer's own arithmetic on the epoch time it will see (SampleBuffer.add).
+            if ho is not None and (float(batch.t_s[-1]) + self.start_epoch_s) / TICK_S < ho.due_k:
+                held.append(batch)  # nothing for the consumer yet: no wake-up for it
+                continue
+            if held:
+                held.append(batch)
+                batch = SampleBatch.concat(held)
+                held = []
             yield await self._deliver(batch)
+        if held:
+            yield await self._deliver(SampleBatch.concat(held))
         self.status.connected = False
 
     async def _deliver(self, out: SampleBatch) -> SampleBatch:

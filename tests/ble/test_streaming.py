@@ -185,3 +185,52 @@ async def test_a_consumer_that_does_not_keep_up_loses_notifications_as_overflow(
     link.close()
     callback(None, bytearray(b"\x00\x00\x00\x00\xe8\x03"))  # a closed link's callback is ignored
     assert not link.held and src.status.dropped == {"overflow": 25}
+
+
+def test_tick_gate_waits_for_the_tick_the_consumer_is_due_at() -> None:
+    gate = TickGate(0.1)
+    assert gate.starts_tick(10.05, due_k=-math.inf)
+    assert not gate.starts_tick(10.15, due_k=110.0)  # a new tick, but the consumer waits for 11.0 s
+    assert not gate.starts_tick(10.99, due_k=110.0)
+    assert gate.starts_tick(11.01, due_k=110.0)
+    assert not gate.starts_tick(11.02, due_k=-math.inf)  # (still the same tick)
+    assert gate.starts_tick(float("nan"), due_k=120.0)  # non-finite: at once, for the tracker to drop
+
+
+@pytest.mark.parametrize("ticks", [1, 10])
+async def test_the_consumer_is_woken_only_for_its_hand_overs_which_stay_the_same(ticks: int) -> None:
+    # As the daemon wires it: the source reads the wearer's sample buffer's next hand-over. While
+    # calm (10 ticks) the consumer task wakes about once a second instead of ten times, and the
+    # buffer hands over the very same samples as when it is woken every tick.
+    async def run(hint: bool) -> tuple[int, list[np.ndarray]]:
+        clock = FakeClock()  # each run from the same instant: the same tick phase
+        driver = asyncio.create_task(clock.run())
+        sensor = FakeSensor(rate_hz=50.0, samples_per_packet=1)
+        world = FakeWorld(clock, [sensor])
+        buf = SampleBuffer(ticks)
+        wakes, handed = 0, []
+
+        async def consume(src) -> None:  # as WearerRuntime._stream does
+            nonlocal wakes
+            async for batch in src:
+                wakes += 1
+                handed.extend(sample_numbers([h]) for h in buf.add(batch))
+                if sum(len(h) for h in handed) >= 500:  # 10 s at 50 Hz
+                    return
+
+        async with make_source(world, profile=GENERIC_50) as src:
+            if hint:
+                src.hand_over = buf
+            await asyncio.wait_for(consume(src), REAL_TIMEOUT_S)
+        driver.cancel()
+        return wakes, handed
+
+    wakes_hint, handed_hint = await run(True)
+    wakes_plain, handed_plain = await run(False)
+    n = min(len(handed_hint), len(handed_plain))
+    assert n >= (9 if ticks == 10 else 95)
+    assert all(np.array_equal(a, b) for a, b in zip(handed_hint[:n], handed_plain[:n], strict=True))
+    if ticks == 10:
+        assert wakes_hint <= 12 < 95 <= wakes_plain
+    else:
+        assert abs(wakes_hint - wakes_plain) <= 1

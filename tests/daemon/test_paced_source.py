@@ -133,3 +133,33 @@ async def test_sources_started_apart_wake_together_on_one_grid() -> None:
         grid = np.array(times) / 0.1
         assert np.allclose(grid, np.round(grid), atol=1e-6)  # on the shared grid
     assert np.allclose(wakes["a"], wakes["b"])  # started 44 ms apart: the same instants
+
+
+async def test_a_calm_consumer_is_woken_once_per_hand_over_with_everything_due() -> None:
+    # The daemon's buffer hands the tracker samples once a second while calm: the source holds
+    # the ticks in between (no wake-up for them) and delivers them with the one that is due. The
+    # buffer's hand-overs (when, and what) are exactly those it makes without the hint.
+    from slouchd.sample_buffer import SampleBuffer
+
+    async def play(ticks: int, hint: bool) -> tuple[int, list[tuple[float, float, int]]]:
+        clock = FakeClock()
+        src = PacedSource(lambda: recording(10.0), speed=1.0, start_epoch_s=1_700_000_000.0,
+                          clock=clock, sleep=clock.sleep)
+        buf = SampleBuffer(ticks)
+        if hint:
+            src.hand_over = buf
+        wakes, handed = 0, []
+        async with src:
+            async for b in src:
+                wakes += 1
+                handed += [(clock.now, float(h.t_s[-1]), len(h)) for h in buf.add(b)]
+        handed += [(clock.now, float(h.t_s[-1]), len(h)) for h in buf.take()]
+        return wakes, handed
+
+    wakes_calm, calm = await play(10, hint=True)
+    wakes_plain, calm_plain = await play(10, hint=False)
+    assert calm == calm_plain and sum(n for _, _, n in calm) == 500
+    assert wakes_plain == 100 and wakes_calm <= 12  # one wake-up per hand-over (a second)
+    wakes_urgent, urgent = await play(1, hint=True)
+    wakes_every, every = await play(1, hint=False)
+    assert urgent == every and wakes_urgent <= wakes_every and len(every) >= 95

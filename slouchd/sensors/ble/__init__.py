@@ -11,7 +11,8 @@ whenever the link dies. The parts, each small and named for its job:
 * :mod:`.link` - one connection, its :class:`LinkState` and the samples it holds for the consumer;
 * :mod:`.streaming` - the notification callback (the per-packet path), the consumer and the
   silence watchdog;
-* :mod:`.ticks` - :class:`~slouchd.sensors.ble.ticks.TickGate`: wake the consumer once per 0.1 s tick;
+* :mod:`.ticks` - :class:`~slouchd.sensors.ble.ticks.TickGate`: wake the consumer once per 0.1 s tick,
+  or only at the tick its next hand-over waits for (``hand_over``: once a second while calm);
 * :mod:`.stamping` - pure sample stamping (arrival times and sensor clocks -> Unix seconds);
 * :mod:`.health` - the wedge clock and Bluetooth outages;
 * :mod:`.errors` - transient errors, missing Bluetooth, :class:`AdapterWedged`.

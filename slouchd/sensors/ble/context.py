@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slouchd.logs import OncePerKind
-from slouchd.sensors.base import SensorStatus
+from slouchd.sensors.base import HandOver, SensorStatus
 from slouchd.sensors.ble.errors import one_line
 from slouchd.sensors.profiles import Profile
 from slouchd.sensors.settings import BleSettings
@@ -33,6 +33,7 @@ class SourceContext:
         status: the link facts the daemon publishes.
         log: the package logger with this sensor as the journal limiter's subject (``rate_key``).
         profile: the profile in use (None until matched by advertisement).
+        hand_over: see :class:`~slouchd.sensors.base.HandOver`.
         closed: set by ``aclose()``: every loop ends and nothing new starts.
     """
 
@@ -42,6 +43,8 @@ class SourceContext:
     status: SensorStatus
     log: logging.LoggerAdapter[logging.Logger]
     profile: Profile | None = None
+    #: The consumer's next hand-over (the daemon's sample buffer), or None: wake it every tick.
+    hand_over: HandOver | None = None
     closed: bool = False
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
     #: Scan/listen waits that closing must end at once (resolved to None).

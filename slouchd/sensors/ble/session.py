@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from slouchd.model import Mount, SampleBatch
-from slouchd.sensors.base import SensorStatus
+from slouchd.sensors.base import HandOver, SensorStatus
 from slouchd.sensors.ble.connect import Connector, StaleCloser, default_stale_closer
 from slouchd.sensors.ble.context import SourceContext
 from slouchd.sensors.ble.errors import StepFailed, is_transient
@@ -111,6 +111,15 @@ class BleSensorSource:
     def profile(self) -> Profile | None:
         """The profile in use: the one given, or the one matched at the first sighting."""
         return self._ctx.profile
+
+    @property
+    def hand_over(self) -> HandOver | None:
+        """The consumer's next hand-over: notifications before it are held, not woken for."""
+        return self._ctx.hand_over
+
+    @hand_over.setter
+    def hand_over(self, value: HandOver | None) -> None:
+        self._ctx.hand_over = value
 
     @property
     def mount(self) -> Mount | None:

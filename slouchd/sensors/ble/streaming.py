@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -155,7 +156,9 @@ class Streamer:
             try:
                 batch = packets.decode(arrival, bytes(data))
                 if batch is not None:
-                    link.hold(batch, gate.starts_tick(float(batch.t_s[-1])))
+                    ho = ctx.hand_over
+                    link.hold(batch, gate.starts_tick(float(batch.t_s[-1]),
+                                                      -math.inf if ho is None else ho.due_k))
             except Exception as err:  # never into bleak's D-Bus reader
                 status.count_drop("error")
                 ctx.note("drop:error", f"dropped a notification: decoding it failed ({one_line(err)})")

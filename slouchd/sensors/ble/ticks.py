@@ -1,4 +1,5 @@
-"""When a source must wake its consumer: a batch whose newest sample starts a new decision tick.
+"""When a source must wake its consumer: a batch whose newest sample starts a new decision tick
+(and reaches the tick the consumer's next hand-over waits for).
 
 The tracker decides on a fixed grid of sample time, tick index ``floor(t_s / tick_s)`` with
 ``tick_s`` = :data:`~slouchd.posture.filters.TICK_S` (0.1 s), and the daemon's
@@ -35,11 +36,14 @@ class TickGate:
         self.tick_s = tick_s
         self._next_k = -math.inf  # the tick index (float) whose first sample wakes the consumer
 
-    def starts_tick(self, t_last_s: float) -> bool:
+    def starts_tick(self, t_last_s: float, due_k: float = -math.inf) -> bool:
         """True when ``t_last_s`` (the newest sample's time, seconds) is in a tick after every
-        earlier one; remembers it. Same arithmetic as ``SampleBuffer.add``: ``t / tick_s``."""
+        earlier one and at or past ``due_k``, the tick the consumer's next hand-over waits for
+        (:attr:`SampleBuffer.due_k`: while calm the daemon takes samples once a second, and
+        waking it for the ticks between would only hold them); remembers it. Same arithmetic as
+        ``SampleBuffer.add``: ``t / tick_s``."""
         k = t_last_s / self.tick_s
-        if k < self._next_k:
+        if k < self._next_k or k < due_k:
             return False
         if math.isfinite(k):
             self._next_k = math.floor(k) + 1
