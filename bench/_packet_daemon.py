@@ -22,8 +22,9 @@ wake-up on the measured VM (docs/performance.md, "Session 6"), and a real daemon
 
 The source mirrors the BLE source (``slouchd.sensors.ble.streaming``): the notification is held in
 a :class:`~slouchd.sensors.ble.link.Link` and the wearer's task is woken only when the
-notification's newest sample starts a new 0.1 s tick (:class:`~slouchd.sensors.ble.ticks.TickGate`);
-it then yields everything held as one batch.
+notification's newest sample starts a new 0.1 s tick at or past the wearer's next hand-over
+(:class:`~slouchd.sensors.ble.ticks.TickGate`, ``hand_over``); it then yields everything held as
+one batch.
 
 Real sensors are not in step: each wearer gets a random phase (seeded by ``SLOUCHD_BENCH_SEED``,
 default 11; uniform within one notification interval) added to its release times and sample
@@ -40,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import os
 import random
 import socket
@@ -202,6 +204,7 @@ class PacketSource:
         self.i = 0  # next sample index on the looped timeline
         self.path = path
         self.id = -1  # given by the radio
+        self.hand_over: Any = None  # the wearer's sample buffer (the daemon sets it, as for BLE)
 
     async def __aenter__(self) -> PacketSource:
         self.start = time.time() + self.phase_s
@@ -233,7 +236,8 @@ class PacketSource:
         batch = SampleBatch(self.t[a:b] + offset, self.acc[a:b], gyro)
         self.i += b - a
         self.status.packets += 1
-        self.link.hold(batch, self.gate.starts_tick(float(batch.t_s[-1])))
+        due_k = -math.inf if self.hand_over is None else self.hand_over.due_k
+        self.link.hold(batch, self.gate.starts_tick(float(batch.t_s[-1]), due_k))
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         from slouchd.model import SampleBatch
