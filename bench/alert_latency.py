@@ -161,6 +161,8 @@ async def run_daemon(cfg_path: Path, n: int, duration_s: float,
 
 
 def measure(work: Path, port: int, n: int, duration_s: float) -> tuple[dict[str, Any], list[float]]:
+    from slouchd.daemon.wakeups import new_event_loop
+
     wearers = "\n".join(f'[[wearers]]\nname = "a{i:03d}"\nsensor = "simulated"\n' for i in range(n))
     cfg = daemon_config(work / f"lat{n}.toml", port=port, state_dir=work / f"state{n}", wearers=wearers,
                         extra="[detection]\ndwell_s = 1\nrepeat_s = 10\nthreshold_deg = 15\n")
@@ -171,7 +173,8 @@ def measure(work: Path, port: int, n: int, duration_s: float) -> tuple[dict[str,
     try:
         lags: list[float] = []
         depths: list[int] = []
-        sensors, queued = asyncio.run(run_daemon(cfg, n, duration_s, (lags, depths)))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the daemon's own loop
+            sensors, queued = runner.run(run_daemon(cfg, n, duration_s, (lags, depths)))
         time.sleep(0.5)
     finally:
         sub.terminate()

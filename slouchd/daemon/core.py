@@ -44,6 +44,7 @@ from slouchd.daemon.jobs import IdleStates, Reloader, StatusLine, Watchdog, ever
 from slouchd.daemon.mqtt_session import MqttSession
 from slouchd.daemon.reload import ReloadPlan, check_new_config, plan_reload
 from slouchd.daemon.sources import SourcePlan
+from slouchd.daemon.wakeups import new_event_loop
 from slouchd.daemon.wearer import WearerRuntime
 from slouchd.history import HistoryStore
 from slouchd.logs import setup_logging
@@ -411,7 +412,9 @@ def run_daemon(config: Config, **kwargs: Any) -> int:
         return code
 
     try:
-        return asyncio.run(main())
+        # Many small BLE notifications: one loop wake-up per quantum, not per notification.
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(main())
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception:  # a bug: say so with the traceback, and a defined exit code for systemd

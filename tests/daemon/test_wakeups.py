@@ -1,0 +1,135 @@
+"""The daemon's selector: dense small events cost one wake-up per quantum, sparse ones and the
+loop's timers are untouched (slouchd/daemon/wakeups.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+from slouchd.daemon.wakeups import WAKE_QUANTUM_S, CoalescingSelector, new_event_loop
+
+
+def _drive(sel: CoalescingSelector, gaps_s: list[float]) -> list[float]:
+    """A thread writes one byte after each gap; the selector loop reads them. Returns how late
+    each byte was read (seconds after its write)."""
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    sel.register(b, selectors.EVENT_READ)
+    sent: list[float] = []
+
+    def writer() -> None:
+        for gap in gaps_s:
+            time.sleep(gap)
+            sent.append(time.monotonic())
+            a.send(b"x")
+
+    th = threading.Thread(target=writer)
+    th.start()
+    late: list[float] = []
+    try:
+        while len(late) < len(gaps_s):
+            if sel.select(2.0):
+                now = time.monotonic()
+                n = len(b.recv(4096))
+                late += [now - t for t in sent[len(late):len(late) + n]]
+    finally:
+        th.join()
+        sel.unregister(b)
+        a.close()
+        b.close()
+    return late
+
+
+def test_dense_events_wake_once_per_quantum_and_wait_at_most_about_one() -> None:
+    sel = CoalescingSelector(0.01)
+    late = _drive(sel, [0.001] * 300)  # ~1,000 events a second
+    assert len(late) == 300
+    assert sel.wakeups <= 300 * 0.0011 / 0.01 * 1.6 + 5  # about one per 10 ms, not 300
+    assert sel.coalesced >= sel.wakeups // 2
+    assert max(late) < 0.01 + 0.03  # a quantum, plus scheduling noise on a busy CI machine
+
+
+def test_sparse_events_are_handled_at_once_with_no_extra_wake_up() -> None:
+    sel = CoalescingSelector(0.01)
+    late = _drive(sel, [0.03] * 10)  # one sensor's packet every 30 ms
+    assert sel.coalesced == 0 and sel.wakeups == 10
+    assert sorted(late)[8] < 0.01
+
+
+def test_a_timer_due_inside_the_quantum_is_never_delayed() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    sel = CoalescingSelector(0.01, clock=lambda: now[0], sleep=sleep)
+    a, b = socket.socketpair()
+    sel.register(b, selectors.EVENT_READ)
+    try:
+        a.send(b"x")
+        assert sel.select(1.0)  # the first wake-up
+        b.recv(16)
+        a.send(b"x")
+        now[0] += 0.002
+        assert sel.select(1.0)  # 2 ms later: events are dense now
+        b.recv(16)
+        now[0] += 0.001
+        assert sel.select(0.003) == []  # the loop's next timer in 3 ms: nothing came
+        assert slept == [pytest.approx(0.003)]  # slept until the timer, not the 7 ms left
+        assert sel.select(0) == [] and slept == [pytest.approx(0.003)]  # work ready: no wait
+    finally:
+        sel.close()
+        a.close()
+        b.close()
+
+
+def test_off_and_bad_quanta() -> None:
+    sel = CoalescingSelector(0.0)
+    _drive(sel, [0.001] * 50)
+    assert sel.coalesced == 0
+    with pytest.raises(ValueError):
+        CoalescingSelector(-0.01)
+
+
+def test_the_daemons_loop_runs_on_it() -> None:
+    loop = new_event_loop()
+    try:
+        assert isinstance(loop._selector, CoalescingSelector)  # type: ignore[attr-defined]
+        assert loop._selector.quantum_s == WAKE_QUANTUM_S  # type: ignore[attr-defined]
+        assert loop.run_until_complete(asyncio.sleep(0.01, result=7)) == 7
+    finally:
+        loop.close()
+
+
+def test_a_clock_that_steps_back_never_stalls_the_loop() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    sel = CoalescingSelector(0.01, clock=lambda: now[0], sleep=sleep)
+    a, b = socket.socketpair()
+    sel.register(b, selectors.EVENT_READ)
+    try:
+        for _ in range(2):  # two events 1 ms apart: dense
+            a.send(b"x")
+            assert sel.select(None)
+            b.recv(16)
+            now[0] += 0.001
+        now[0] -= 3600.0  # the monotonic clock (faked) steps an hour back
+        a.send(b"x")
+        assert sel.select(None)
+        assert slept and max(slept) <= 0.01
+    finally:
+        sel.close()
+        a.close()
+        b.close()
