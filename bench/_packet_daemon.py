@@ -51,7 +51,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -176,32 +176,69 @@ RADIO = Radio()
 _PHASES = random.Random(int(os.environ.get("SLOUCHD_BENCH_SEED", "11")))
 
 
-class PacketSource:
-    """A recording (looped) as notifications of ``size`` samples on the wall-clock timeline."""
+BENCH_PROFILE = ROOT / "bench" / "profiles" / "bench-imu.toml"
+
+
+class Encoded:
+    """One recording as the stand-in sensor sends it (shared by every wearer that plays it):
+    notification payloads in the ``bench-imu`` profile's layout, and their sample times."""
+
+    _cache: ClassVar[dict[tuple[str, int], Encoded]] = {}
 
     def __init__(self, path: str, size: int) -> None:
         from slouchd.daemon.sources import replay_batches
-        from slouchd.sensors.base import SensorStatus
-        from slouchd.sensors.ble.link import Link
-        from slouchd.sensors.ble.ticks import TickGate
 
-        blocks = list(replay_batches(path))  # a bench recording of minutes: held whole, once
+        blocks = list(replay_batches(path))  # a bench recording of minutes
         t = np.concatenate([b.t_s for b in blocks])
         self.t = t - t[0]
-        self.acc = np.concatenate([b.acc_g for b in blocks])
+        acc = np.concatenate([b.acc_g for b in blocks])
         gyros = [b.gyro_dps for b in blocks if b.gyro_dps is not None]
-        self.gyro: np.ndarray | None = np.concatenate(gyros) if len(gyros) == len(blocks) else None
+        gyro = np.concatenate(gyros) if len(gyros) == len(blocks) else np.zeros_like(acc)
+        rows = np.clip(np.round(np.hstack((acc * 1000.0, gyro * 100.0))), -32768, 32767).astype("<i2")
+        self.payloads = [rows[a:a + size].tobytes() for a in range(0, len(rows), size)]
         self.dt = float(np.median(np.diff(self.t[:1000])))
         self.span_s = float(self.t[-1]) + self.dt  # loop without a gap: one more sample interval
+
+    @classmethod
+    def of(cls, path: str, size: int) -> Encoded:
+        key = (path, size)
+        if key not in cls._cache:
+            cls._cache[key] = cls(path, size)
+        return cls._cache[key]
+
+
+class PacketSource:
+    """A recording (looped) as notifications of ``size`` samples, each decoded and stamped as the
+    BLE source does it: the bytes go through the real per-packet path
+    (:class:`~slouchd.sensors.ble.streaming.PacketPath`: the profile's decoder, host-arrival
+    stamping spread back at the profile's rate), then into a :class:`Link` and its tick gate."""
+
+    def __init__(self, path: str, size: int) -> None:
+        import dataclasses
+        import logging
+
+        from slouchd.sensors.base import SensorStatus
+        from slouchd.sensors.ble.context import SourceContext
+        from slouchd.sensors.ble.link import Link
+        from slouchd.sensors.ble.streaming import PacketPath
+        from slouchd.sensors.ble.ticks import TickGate
+        from slouchd.sensors.profiles import load_profile
+        from slouchd.sensors.settings import BleSettings
+        from slouchd.timing import SYSTEM_CLOCK
+
+        self.rec = Encoded.of(path, size)
         self.size = size
-        self.interval_s = size * self.dt
-        #: This wearer's offset from the others, seconds (release times and sample times).
+        self.interval_s = size * self.rec.dt
+        #: This wearer's offset from the others, seconds (release times).
         self.phase_s = _PHASES.uniform(0.0, self.interval_s)
         self.status = SensorStatus()
+        profile = dataclasses.replace(load_profile(BENCH_PROFILE), rate_hz=1.0 / self.rec.dt)
+        log = logging.LoggerAdapter(logging.getLogger("slouchd.ble"), {"rate_key": path})
+        self.packets = PacketPath(SourceContext(path, BleSettings(), SYSTEM_CLOCK, self.status, log, profile))
         self.link = Link(1)
         self.gate = TickGate()
         self.start = 0.0
-        self.i = 0  # next sample index on the looped timeline
+        self.k = 0  # the next notification's number
         self.path = path
         self.id = -1  # given by the radio
         self.hand_over: Any = None  # the wearer's sample buffer (the daemon sets it, as for BLE)
@@ -209,7 +246,8 @@ class PacketSource:
     async def __aenter__(self) -> PacketSource:
         self.start = time.time() + self.phase_s
         self.status.connected = True
-        self.i = 0
+        self.k = 0
+        self.packets.start_link()
         RADIO.add(self)
         return self
 
@@ -221,23 +259,16 @@ class PacketSource:
     async def buzz(self, level: int) -> bool:
         return False
 
-    def _bounds(self) -> tuple[int, int, float]:
-        """The next notification: its sample range [a, b) in the recording and its time offset."""
-        n = len(self.t)
-        loop, a = divmod(self.i, n)
-        return a, min(a + self.size, n), self.start + loop * self.span_s
-
     def notify(self) -> None:
-        """The next notification arrives (called by the radio reader): hold it, wake at a new tick."""
-        from slouchd.model import SampleBatch
-
-        a, b, offset = self._bounds()
-        gyro = None if self.gyro is None else self.gyro[a:b]
-        batch = SampleBatch(self.t[a:b] + offset, self.acc[a:b], gyro)
-        self.i += b - a
-        self.status.packets += 1
-        due_k = -math.inf if self.hand_over is None else self.hand_over.due_k
-        self.link.hold(batch, self.gate.starts_tick(float(batch.t_s[-1]), due_k))
+        """The next notification arrives (called by the radio reader): decode, stamp and hold it,
+        and wake the consumer at the tick its next hand-over waits for (``on_notify``'s work)."""
+        payloads = self.rec.payloads
+        data = payloads[self.k % len(payloads)]
+        self.k += 1
+        batch = self.packets.decode(time.monotonic(), data)
+        if batch is not None:
+            due_k = -math.inf if self.hand_over is None else self.hand_over.due_k
+            self.link.hold(batch, self.gate.starts_tick(float(batch.t_s[-1]), due_k))
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         from slouchd.model import SampleBatch
@@ -248,9 +279,7 @@ class PacketSource:
             held = link.take()
             if not held:
                 continue
-            batch = held[0] if len(held) == 1 else SampleBatch.concat(held)
-            self.status.samples += len(batch)
-            yield batch
+            yield held[0] if len(held) == 1 else SampleBatch.concat(held)
 
 
 def main() -> int:

@@ -5,11 +5,11 @@ send 50-100 D-Bus messages a second, and N such sensors N times that. Waking the
 each costs far more than handling it: on the measured VM one wake-up from ``epoll_wait`` costs
 40-90 µs of CPU, our whole notification path ~35 µs (docs/performance.md, "Session 6").
 
-:class:`CoalescingSelector` is interrupt moderation for the event loop: while wake-ups come less
-than ``quantum_s`` apart (events are dense), it lets ``quantum_s`` pass since the last wake-up
-before it looks again, in one sleep, and then takes everything that arrived meanwhile in one go
-(dbus-fast's reader reads every message waiting on its socket). A timer of the loop is never
-delayed: the sleep ends at the loop's next timer. When events are sparse (one sensor, commands,
+:class:`CoalescingSelector` is interrupt moderation for the event loop: while events are dense
+(waking it on average less than half of ``quantum_s`` apart), it lets ``quantum_s`` pass since the
+last wake-up before it looks again, in one sleep, and then takes everything that arrived meanwhile
+in one go (dbus-fast's reader reads every message waiting on its socket). A timer of the loop is
+never delayed: the sleep ends at the loop's next timer. When events are sparse (one sensor, commands,
 the idle daemon) nothing changes: the loop blocks as usual and wakes at the first event.
 
 The price: an I/O event may be handled up to ``quantum_s`` later (10 ms; the alert budget is
@@ -27,6 +27,13 @@ from typing import Any
 
 WAKE_QUANTUM_S = 0.01
 """While events come denser than this, the loop wakes at most once per this many seconds."""
+
+
+GAP_WEIGHT = 0.2
+"""Weight of the newest gap between event wake-ups in their moving average."""
+DENSE_GAP = 0.5
+"""Events are dense (naps pay) when that average is under this fraction of the quantum: at the
+default 10 ms, more than about 200 events a second."""
 
 
 def nap(seconds: float) -> None:
@@ -58,6 +65,9 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
         self._sleep = sleep
         self._last_wake = -float("inf")
         self._dense = False
+        # Smoothed time between event wake-ups, seconds: one quick pair (a write that is ready at
+        # once after a read) is not a dense stream, and a nap for it would cost a wake-up.
+        self._gap_s = quantum_s
         self.wakeups = 0
         self.coalesced = 0
 
@@ -83,8 +93,11 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
         ready = super().select(timeout)
         now = self._clock()
         self.wakeups += 1
-        # Dense: an event woke us within one quantum of the previous wake-up.
-        self._dense = bool(ready) and self.quantum_s > 0 and now - self._last_wake < self.quantum_s
+        if ready and self._last_wake > -float("inf"):
+            gap = min(max(now - self._last_wake, 0.0), 1.0)
+            self._gap_s += GAP_WEIGHT * (gap - self._gap_s)
+        # Dense: events have been waking us at well under a quantum apart.
+        self._dense = bool(ready) and self._gap_s < DENSE_GAP * self.quantum_s
         self._last_wake = now
         return ready
 

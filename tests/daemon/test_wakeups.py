@@ -73,13 +73,16 @@ def test_a_timer_due_inside_the_quantum_is_never_delayed() -> None:
     a, b = socket.socketpair()
     sel.register(b, selectors.EVENT_READ)
     try:
+        for _ in range(6):  # an event every 2 ms: a dense stream
+            a.send(b"x")
+            assert sel.select(1.0)
+            b.recv(16)
+            now[0] += 0.002
+        assert not slept  # (these blocked: the stream was only becoming dense)
         a.send(b"x")
-        assert sel.select(1.0)  # the first wake-up
+        assert sel.select(1.0)
         b.recv(16)
-        a.send(b"x")
-        now[0] += 0.002
-        assert sel.select(1.0)  # 2 ms later: events are dense now
-        b.recv(16)
+        slept.clear()
         now[0] += 0.001
         assert sel.select(0.003) == []  # the loop's next timer in 3 ms: nothing came
         assert slept == [pytest.approx(0.003)]  # slept until the timer, not the 7 ms left
@@ -88,6 +91,13 @@ def test_a_timer_due_inside_the_quantum_is_never_delayed() -> None:
         sel.close()
         a.close()
         b.close()
+
+
+def test_a_quick_pair_of_events_is_not_a_dense_stream() -> None:
+    # A read followed at once by a socket turning writable: no nap (it would cost a wake-up).
+    sel = CoalescingSelector(0.01)
+    _drive(sel, [0.03, 0.0005] * 8)
+    assert sel.coalesced == 0
 
 
 def test_off_and_bad_quanta() -> None:
@@ -120,7 +130,7 @@ def test_a_clock_that_steps_back_never_stalls_the_loop() -> None:
     a, b = socket.socketpair()
     sel.register(b, selectors.EVENT_READ)
     try:
-        for _ in range(2):  # two events 1 ms apart: dense
+        for _ in range(8):  # events 1 ms apart: dense
             a.send(b"x")
             assert sel.select(None)
             b.recv(16)
