@@ -8,6 +8,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -61,36 +62,56 @@ def test_sparse_events_are_handled_at_once_with_no_extra_wake_up() -> None:
     assert sorted(late)[8] < 0.01
 
 
-def test_a_timer_due_inside_the_quantum_is_never_delayed() -> None:
-    now = [100.0]
-    slept: list[float] = []
+class FakeTime:
+    """A monotonic clock the selector's naps move on, and the naps it took (seconds)."""
 
-    def sleep(s: float) -> None:
-        slept.append(s)
-        now[0] += s
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
 
-    sel = CoalescingSelector(0.01, clock=lambda: now[0], sleep=sleep)
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+Faked = tuple[CoalescingSelector, FakeTime, socket.socket, socket.socket]
+
+
+@pytest.fixture
+def faked() -> Iterator[Faked]:
+    """A selector on a fake clock watching ``b`` of a socket pair (the test writes to ``a``)."""
+    ft = FakeTime()
+    sel = CoalescingSelector(0.01, clock=ft.clock, sleep=ft.sleep)
     a, b = socket.socketpair()
     sel.register(b, selectors.EVENT_READ)
-    try:
-        for _ in range(6):  # an event every 2 ms: a dense stream
-            a.send(b"x")
-            assert sel.select(1.0)
-            b.recv(16)
-            now[0] += 0.002
-        assert not slept  # (these blocked: the stream was only becoming dense)
+    yield sel, ft, a, b
+    sel.close()
+    a.close()
+    b.close()
+
+
+def _events(f: Faked, n: int, gap_s: float) -> None:
+    """``n`` events ``gap_s`` apart, each taken by a blocking select."""
+    sel, ft, a, b = f
+    for _ in range(n):
         a.send(b"x")
         assert sel.select(1.0)
         b.recv(16)
-        slept.clear()
-        now[0] += 0.001
-        assert sel.select(0.003) == []  # the loop's next timer in 3 ms: nothing came
-        assert slept == [pytest.approx(0.003)]  # slept until the timer, not the 7 ms left
-        assert sel.select(0) == [] and slept == [pytest.approx(0.003)]  # work ready: no wait
-    finally:
-        sel.close()
-        a.close()
-        b.close()
+        ft.now += gap_s
+
+
+def test_a_timer_due_inside_the_quantum_is_never_delayed(faked: Faked) -> None:
+    sel, ft, _, _ = faked
+    _events(faked, 6, 0.002)  # an event every 2 ms: a dense stream
+    assert not ft.slept  # (these blocked: the stream was only becoming dense)
+    _events(faked, 1, 0.001)
+    ft.slept.clear()
+    assert sel.select(0.003) == []  # the loop's next timer in 3 ms: nothing came
+    assert ft.slept == [pytest.approx(0.003)]  # slept until the timer, not the 7 ms left
+    assert sel.select(0) == [] and ft.slept == [pytest.approx(0.003)]  # work ready: no wait
 
 
 def test_a_quick_pair_of_events_is_not_a_dense_stream() -> None:
@@ -118,28 +139,10 @@ def test_the_daemons_loop_runs_on_it() -> None:
         loop.close()
 
 
-def test_a_clock_that_steps_back_never_stalls_the_loop() -> None:
-    now = [100.0]
-    slept: list[float] = []
-
-    def sleep(s: float) -> None:
-        slept.append(s)
-        now[0] += s
-
-    sel = CoalescingSelector(0.01, clock=lambda: now[0], sleep=sleep)
-    a, b = socket.socketpair()
-    sel.register(b, selectors.EVENT_READ)
-    try:
-        for _ in range(8):  # events 1 ms apart: dense
-            a.send(b"x")
-            assert sel.select(None)
-            b.recv(16)
-            now[0] += 0.001
-        now[0] -= 3600.0  # the monotonic clock (faked) steps an hour back
-        a.send(b"x")
-        assert sel.select(None)
-        assert slept and max(slept) <= 0.01
-    finally:
-        sel.close()
-        a.close()
-        b.close()
+def test_a_clock_that_steps_back_never_stalls_the_loop(faked: Faked) -> None:
+    sel, ft, a, _ = faked
+    _events(faked, 8, 0.001)  # events 1 ms apart: dense
+    ft.now -= 3600.0  # the monotonic clock (faked) steps an hour back
+    a.send(b"x")
+    assert sel.select(None)
+    assert ft.slept and max(ft.slept) <= 0.01
