@@ -3,7 +3,7 @@
 A sensor that sends one sample per notification (micro:bit, Thingy:52, WitMotion) makes BlueZ
 send 50-100 D-Bus messages a second, and N such sensors N times that. Waking the event loop for
 each costs far more than handling it: on the measured VM one wake-up from ``epoll_wait`` costs
-40-90 µs of CPU, our whole notification path ~35 µs (docs/performance.md, "Session 6").
+40-90 µs of CPU, our whole notification path ~23 µs (docs/performance.md, "Session 6").
 
 :class:`CoalescingSelector` is interrupt moderation for the event loop: while events are dense
 (waking it on average less than half of ``quantum_s`` apart), it lets ``quantum_s`` pass since the
