@@ -172,6 +172,8 @@ def radio_main(size: int, fd: int) -> int:
                 return 0
 
 
+from slouchd.model import SampleRows  # noqa: E402  (after the sys.path set-up above)
+
 RADIO = Radio()
 _PHASES = random.Random(int(os.environ.get("SLOUCHD_BENCH_SEED", "11")))
 
@@ -265,10 +267,11 @@ class PacketSource:
         payloads = self.rec.payloads
         data = payloads[self.k % len(payloads)]
         self.k += 1
-        batch = self.packets.decode(time.monotonic(), data)
-        if batch is not None:
+        got = self.packets.decode_held(time.monotonic(), data)
+        if got is not None:
             due_k = -math.inf if self.hand_over is None else self.hand_over.due_k
-            self.link.hold(batch, self.gate.starts_tick(float(batch.t_s[-1]), due_k))
+            t_last = got.t_last_s if isinstance(got, SampleRows) else float(got.t_s[-1])
+            self.link.hold(got, self.gate.starts_tick(t_last, due_k))
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         from slouchd.model import SampleBatch

@@ -11,7 +11,9 @@ a radio or an event loop, for three shapes of traffic:
 
 Each shape is measured on two paths:
 
-* ``decode`` calls the per-packet function directly (no event loop);
+* ``decode`` calls the per-packet function directly (no event loop): ``PacketPath.decode_held``,
+  what the notification callback calls (rows of floats for host-stamped struct layouts; the
+  numbers are turned into arrays only when the consumer takes them, which ``notify`` includes);
 * ``notify`` runs a link of the real source on a running event loop: the link's real notification
   callback (``Streamer.on_notify``) is called once per notification, and a consumer task iterates
   the real ``Streamer.stream`` of that link, as the daemon does. Between two notifications the
@@ -81,7 +83,8 @@ def decode_fn(src: Any) -> Callable[[float, bytes], Any]:
     packets = getattr(src, "_packets", None)
     if packets is not None:
         packets.start_link()
-        return packets.decode  # type: ignore[no-any-return]
+        # What the notification callback calls: rows of floats where the profile allows (session 7).
+        return getattr(packets, "decode_held", packets.decode)  # type: ignore[no-any-return]
     return src._decode  # type: ignore[no-any-return]  # before the split
 
 

@@ -61,6 +61,53 @@ class SampleBatch:
         )
 
 
+Row3 = tuple[float, float, float]
+
+
+class SampleRows:
+    """Consecutive samples kept as Python floats until someone takes them as a :class:`SampleBatch`.
+
+    A sensor that sends one sample per notification delivers 50-100 a second; making arrays of
+    each costs about ten numpy calls, while appending floats costs none, and the consumer takes
+    them about once a second (docs/performance.md, "Session 7"). Same units as
+    :class:`SampleBatch`: ``t_s`` seconds, ``acc_g`` g, ``gyro_dps`` deg/s or None.
+    """
+
+    __slots__ = ("acc_g", "gyro_dps", "t_s")
+
+    def __init__(self, t_s: list[float], acc_g: list[Row3], gyro_dps: list[Row3] | None) -> None:
+        self.t_s = t_s
+        self.acc_g = acc_g
+        self.gyro_dps = gyro_dps
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    @property
+    def t_last_s(self) -> float:
+        """The newest sample's time, seconds."""
+        return self.t_s[-1]
+
+    def extend(self, other: SampleRows) -> bool:
+        """Append ``other``'s samples; False (nothing appended) if only one of the two has gyro."""
+        if (self.gyro_dps is None) != (other.gyro_dps is None):
+            return False
+        self.t_s += other.t_s
+        self.acc_g += other.acc_g
+        if self.gyro_dps is not None and other.gyro_dps is not None:
+            self.gyro_dps += other.gyro_dps
+        return True
+
+    def batch(self) -> SampleBatch:
+        """The samples as one :class:`SampleBatch` (the same floats)."""
+        n = len(self.t_s)
+        return SampleBatch(
+            np.array(self.t_s, dtype=float),
+            np.array(self.acc_g, dtype=float).reshape(n, 3),
+            None if self.gyro_dps is None else np.array(self.gyro_dps, dtype=float).reshape(n, 3),
+        )
+
+
 class Posture(StrEnum):
     """What the wearer's posture is reported as (the `posture` field everywhere)."""
 

@@ -12,6 +12,12 @@ Two layers:
   scale (sign included), so every decoded sample follows the project convention: at rest, the
   axis pointing up reads +1 g.
 
+Decoders whose rows come out of ``struct`` anyway (struct, WitMotion) also have a *row path*
+(``feed_tuples``, :meth:`ProfileDecoder.feed_rows`): the same numbers as Python tuples, no numpy
+call. A sensor sending one sample per notification (50-100 a second) pays ~10 numpy calls per
+notification on the array path; the BLE source keeps such rows as floats until its consumer
+takes them, as one array (docs/performance.md, "Session 7"). Both paths give the same floats.
+
 Malformed input never raises: it is reported as :class:`Drop` entries (``reason`` is a short key
 such as ``"short"``, ``"long"``, ``"wrong_header"``, ``"garbage"``) for the caller to count.
 Decoders are pure (no I/O, no clock): host time stamping is the session's job.
@@ -23,8 +29,11 @@ conventions that they share and that the tests check together.)
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -57,18 +66,42 @@ class RawRows:
     drops: list[Drop] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class TupleRows:
+    """What a raw decoder's row path produced from one feed: raw rows as tuples, drops."""
+
+    rows: list[tuple[float, ...]]
+    drops: list[Drop]
+
+
 def _empty(columns: int, drops: list[Drop] | None = None) -> RawRows:
     return RawRows(np.empty((0, columns)), None, drops or [])
 
 
+def _finite(rows: list[tuple[float, ...]]) -> bool:
+    return all(map(math.isfinite, chain.from_iterable(rows)))
+
+
 class RawDecoder:
-    """Base of raw decoders. Stateful (framing buffers, previous timestamps): one per link."""
+    """Base of raw decoders. Stateful (framing buffers, previous timestamps): one per link.
+
+    A subclass implements :meth:`feed`, or :meth:`feed_tuples` and sets ``has_rows`` (then
+    :meth:`feed` is the same rows as an array).
+    """
 
     columns: int = 3
     #: True when the protocol carries the sensor's clock (``RawRows.t_sensor_s``).
     has_clock: bool = False
+    #: True when :meth:`feed_tuples` is implemented (no numpy per feed).
+    has_rows: bool = False
 
     def feed(self, data: bytes) -> RawRows:
+        out = self.feed_tuples(data)
+        if not out.rows:
+            return _empty(self.columns, out.drops)
+        return RawRows(np.array(out.rows, dtype=float), None, out.drops)
+
+    def feed_tuples(self, data: bytes) -> TupleRows:
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -123,6 +156,8 @@ class Framer:
 class StructDecoder(RawDecoder):
     """Packets of ``samples`` x ``format`` after an optional header, or frames of a byte stream."""
 
+    has_rows = True
+
     def __init__(self, stream: Stream) -> None:
         self.fmt = struct.Struct(stream.format)
         self.header = stream.header_bytes
@@ -130,6 +165,8 @@ class StructDecoder(RawDecoder):
         self.samples = stream.samples
         self.columns = stream.columns
         self.framer = Framer(stream.sync_bytes, stream.frame_len) if stream.sync else None
+        # Only float fields can hold NaN or infinity: integer layouts skip the check.
+        self.floats = any(c in "efd" for c in stream.format)
 
     def reset(self) -> None:
         if self.framer is not None:
@@ -138,44 +175,44 @@ class StructDecoder(RawDecoder):
     def pending(self) -> int:
         return self.framer.pending() if self.framer is not None else 0
 
-    def feed(self, data: bytes) -> RawRows:
+    def feed_tuples(self, data: bytes) -> TupleRows:
         if self.framer is None:
-            return self._packet(bytes(data))
+            got = self._packet(bytes(data))
+            return TupleRows([], [got]) if isinstance(got, Drop) else TupleRows(got, [])
         frames, garbage = self.framer.push(bytes(data))
         drops = [Drop("garbage", f"{garbage} bytes outside frames")] if garbage else []
-        parts = [self._packet(f) for f in frames]
-        rows = [p.rows for p in parts if len(p.rows)]
-        for p in parts:
-            drops.extend(p.drops)
-        if not rows:
-            return _empty(self.columns, drops)
-        return RawRows(np.concatenate(rows), None, drops)
+        rows: list[tuple[float, ...]] = []
+        for f in frames:
+            got = self._packet(f)
+            if isinstance(got, Drop):
+                drops.append(got)
+            else:
+                rows += got
+        return TupleRows(rows, drops)
 
-    def _packet(self, pkt: bytes) -> RawRows:
+    def _packet(self, pkt: bytes) -> list[tuple[float, ...]] | Drop:
         h = self.header
         if h and not pkt.startswith(h):
             if len(pkt) < len(h) and h.startswith(pkt):
-                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, shorter than the header")])
-            return _empty(self.columns, [Drop("wrong_header", f"starts {pkt[:len(h)].hex(' ')}, "
-                                                              f"expected {h.hex(' ')}")])
-        body = pkt[self.skip:]
+                return Drop("short", f"{len(pkt)} bytes, shorter than the header")
+            return Drop("wrong_header", f"starts {pkt[:len(h)].hex(' ')}, expected {h.hex(' ')}")
+        body = pkt[self.skip:] if self.skip else pkt
         size = self.fmt.size
-        want = self.samples * size
         if self.samples:
+            want = self.samples * size
             if len(body) < want:
-                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, expected {self.skip + want}")])
+                return Drop("short", f"{len(pkt)} bytes, expected {self.skip + want}")
             if len(body) > want:
-                return _empty(self.columns, [Drop("long", f"{len(pkt)} bytes, expected {self.skip + want}")])
+                return Drop("long", f"{len(pkt)} bytes, expected {self.skip + want}")
         else:
             if len(body) < size:
-                return _empty(self.columns, [Drop("short", f"{len(pkt)} bytes, less than one sample")])
+                return Drop("short", f"{len(pkt)} bytes, less than one sample")
             if len(body) % size:
-                return _empty(self.columns, [Drop("long", f"{len(body)} payload bytes is not a multiple "
-                                                          f"of the {size}-byte sample")])
-        rows = np.array(list(self.fmt.iter_unpack(body)), dtype=float).reshape(-1, self.columns)
-        if not np.isfinite(rows).all():
-            return _empty(self.columns, [Drop("not_finite", "NaN or infinity in the payload")])
-        return RawRows(rows)
+                return Drop("long", f"{len(body)} payload bytes is not a multiple of the {size}-byte sample")
+        rows = list(self.fmt.iter_unpack(body))
+        if self.floats and not _finite(rows):
+            return Drop("not_finite", "NaN or infinity in the payload")
+        return rows
 
 
 class WitMotionDecoder(RawDecoder):
@@ -187,15 +224,17 @@ class WitMotionDecoder(RawDecoder):
     """
 
     columns = 9
+    has_rows = True
     FRAME = 20
     DATA, REPLY = 0x61, 0x71
+    _ROW = struct.Struct("<9h")
 
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> RawRows:
+    def feed_tuples(self, data: bytes) -> TupleRows:
         self._buf += data
-        rows: list[tuple[int, ...]] = []
+        rows: list[tuple[float, ...]] = []
         garbage = 0
         buf = self._buf
         while True:
@@ -218,11 +257,9 @@ class WitMotionDecoder(RawDecoder):
             frame = bytes(buf[: self.FRAME])
             del buf[: self.FRAME]
             if frame[1] == self.DATA:
-                rows.append(struct.unpack_from("<9h", frame, 2))
+                rows.append(self._ROW.unpack_from(frame, 2))
         drops = [Drop("garbage", f"{garbage} bytes outside 55 61 frames")] if garbage else []
-        if not rows:
-            return _empty(self.columns, drops)
-        return RawRows(np.array(rows, dtype=float), None, drops)
+        return TupleRows(rows, drops)
 
     def reset(self) -> None:
         self._buf.clear()
@@ -428,6 +465,19 @@ class Samples:
         return int(self.acc_g.shape[0])
 
 
+Row3 = tuple[float, float, float]
+
+
+@dataclass(slots=True)
+class RowSamples:
+    """:class:`Samples` of one feed as Python floats (the row path): acceleration in g and angular
+    rate in deg/s as ``(x, y, z)`` tuples, or ``gyro_dps`` None; no sensor clock."""
+
+    acc_g: list[Row3]
+    gyro_dps: list[Row3] | None
+    drops: list[Drop]
+
+
 def make_raw_decoder(profile: Profile) -> RawDecoder:
     """A fresh raw decoder for the profile's stream."""
     s = profile.stream
@@ -454,6 +504,11 @@ class ProfileDecoder:
         self._acc_scale = np.array(s.acc_scale, dtype=float)
         self._gyro_cols = list(s.gyro)
         self._gyro_scale = np.array(s.gyro_scale, dtype=float) if s.gyro else None
+        # The row path's column picks and scales, as Python numbers.
+        self._acc_pick = itemgetter(*s.acc)
+        self._acc_s = tuple(float(v) for v in s.acc_scale)
+        self._gyro_pick = itemgetter(*s.gyro) if s.gyro else None
+        self._gyro_s = tuple(float(v) for v in s.gyro_scale) if s.gyro else ()
 
     @property
     def has_clock(self) -> bool:
@@ -462,6 +517,11 @@ class ProfileDecoder:
     @property
     def has_gyro(self) -> bool:
         return bool(self._gyro_cols)
+
+    @property
+    def has_rows(self) -> bool:
+        """True when :meth:`feed_rows` works (the raw decoder has a row path)."""
+        return self.raw.has_rows
 
     def reset(self) -> None:
         self.raw.reset()
@@ -476,3 +536,23 @@ class ProfileDecoder:
         acc = rows[:, self._acc_cols] * self._acc_scale
         gyro = rows[:, self._gyro_cols] * self._gyro_scale if self._gyro_scale is not None else None
         return Samples(acc, gyro, out.t_sensor_s, out.drops)
+
+    def feed_rows(self, data: bytes | bytearray) -> RowSamples:
+        """:meth:`feed` as Python floats, for a raw decoder with a row path (``has_rows``): the
+        same numbers to the bit (each value is ``float(raw) * scale`` either way)."""
+        out = self.raw.feed_tuples(bytes(data))
+        ax, ay, az = self._acc_s
+        pick = self._acc_pick
+        acc: list[Row3] = []
+        for r in out.rows:
+            x, y, z = pick(r)
+            acc.append((float(x) * ax, float(y) * ay, float(z) * az))
+        gyro: list[Row3] | None = None
+        if self._gyro_pick is not None:
+            gx, gy, gz = self._gyro_s
+            gpick = self._gyro_pick
+            gyro = []
+            for r in out.rows:
+                x, y, z = gpick(r)
+                gyro.append((float(x) * gx, float(y) * gy, float(z) * gz))
+        return RowSamples(acc, gyro, out.drops)

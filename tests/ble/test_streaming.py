@@ -151,14 +151,14 @@ async def test_a_decoder_failure_never_reaches_bleak_and_is_counted_and_logged_o
     async with make_source(world, profile=GENERIC_50) as src:
         decoder = src._packets.decoder
         assert decoder is not None
-        feed = decoder.feed
+        feed = decoder.raw.feed_tuples  # under both the row path and the array path
 
         def failing_feed(data: bytes):  # a decoder bug on one kind of packet
             if data == boom:
                 raise ZeroDivisionError("division by zero")
             return feed(data)
 
-        decoder.feed = failing_feed  # type: ignore[method-assign]
+        decoder.raw.feed_tuples = failing_feed  # type: ignore[method-assign]
         batches = await take_with_numbers(src, 30)
         assert src.status.reconnects == 0  # the link kept streaming
     assert src.status.dropped == {"error": 2}
@@ -178,7 +178,7 @@ async def test_a_consumer_that_does_not_keep_up_loses_notifications_as_overflow(
         clock.now += 0.02
         callback(None, bytearray(int(k).to_bytes(2, "little", signed=True) + b"\x00\x00\xe8\x03"))
     assert src.status.dropped == {"overflow": 25}
-    assert len(link.held) == QUEUE_MAX and link.held_samples == QUEUE_MAX
+    assert link.held_packets == QUEUE_MAX and link.held_samples == QUEUE_MAX
     # One wake-up is queued however many ticks passed: the consumer takes everything at once.
     assert [link.queue.get_nowait() for _ in range(link.queue.qsize())] == [READY]
     assert sample_numbers(link.take()).tolist() == list(range(QUEUE_MAX))

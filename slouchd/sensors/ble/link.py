@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from slouchd.model import SampleBatch
+from slouchd.model import SampleBatch, SampleRows
 
 #: Notifications buffered between the callback and the consumer before dropping ("overflow").
 QUEUE_MAX = 2000
@@ -53,8 +53,10 @@ class Link:
         state: see :class:`LinkState`.
         delivered: samples delivered from this link.
         queue: wake-ups of the consumer: :data:`READY`, :data:`LOST` (or the streamer's ``SILENT``).
-        held: decoded batches of this link the consumer has not taken yet, in order.
+        held: decoded samples of this link the consumer has not taken yet, in order: batches, and
+            runs of one-sample notifications kept as floats (:class:`SampleRows`).
         held_samples: samples in ``held``.
+        held_packets: notifications in ``held`` (the callback drops more than :data:`QUEUE_MAX`).
         seen: monotonic time of the last notification, seconds (the silence watchdog reads it).
         subscribed: characteristics notifying, to stop at teardown (in reverse).
         control: answers of subscribed control characteristics (``wait_notify`` reads them).
@@ -69,8 +71,9 @@ class Link:
     subscribed: list[str] = field(default_factory=list)
     control: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    held: list[SampleBatch] = field(default_factory=list)
+    held: list[SampleBatch | SampleRows] = field(default_factory=list)
     held_samples: int = 0
+    held_packets: int = 0
     seen: float = float("-inf")
     _ready_queued: bool = field(default=False, init=False, repr=False)
 
@@ -109,22 +112,27 @@ class Link:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(LOST)
 
-    def hold(self, batch: SampleBatch, ready: bool) -> None:
+    def hold(self, batch: SampleBatch | SampleRows, ready: bool) -> None:
         """Keep ``batch`` for the consumer; wake it (once until it takes) if ``ready`` or if
-        :data:`WAKE_SAMPLES` samples are held."""
-        self.held.append(batch)
+        :data:`WAKE_SAMPLES` samples are held. Rows following rows join them (no new entry)."""
+        held = self.held
+        if not (type(batch) is SampleRows and held and type(last := held[-1]) is SampleRows
+                and last.extend(batch)):
+            held.append(batch)
         self.held_samples += len(batch)
+        self.held_packets += 1
         if (ready or self.held_samples >= WAKE_SAMPLES) and not self._ready_queued:
             self._ready_queued = True
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.put_nowait(READY)
 
     def take(self) -> list[SampleBatch]:
-        """The held batches, in order (the link holds none after)."""
+        """The held samples as batches, in order (the link holds none after)."""
         held, self.held = self.held, []
         self.held_samples = 0
+        self.held_packets = 0
         self._ready_queued = False
-        return held
+        return [b.batch() if isinstance(b, SampleRows) else b for b in held]
 
 
 _ADAPTER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (

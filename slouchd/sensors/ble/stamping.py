@@ -31,13 +31,25 @@ def spread_back(arrival_unix: float, n: int, rate_hz: float, last_t: float | Non
     ``1 / rate_hz`` apart before it; when that would reach back to ``last_t`` or before, the
     first one is put just after ``last_t`` and the rest spread evenly up to the newest.
     """
+    return np.array(spread_back_floats(arrival_unix, n, rate_hz, last_t))
+
+
+def spread_back_floats(arrival_unix: float, n: int, rate_hz: float, last_t: float | None) -> list[float]:
+    """:func:`spread_back` as a list of floats (no numpy: one sample per notification is common).
+
+    Evenly spaced as ``numpy.linspace`` spaces them, to the bit: ``i * step + start``, the last
+    one exactly the newest.
+    """
     end = arrival_unix if last_t is None else max(arrival_unix, last_t)
     if n == 1:
-        return np.array([end])
+        return [end]
     start = end - (n - 1) / rate_hz
     if last_t is not None and start <= last_t:
         start = min(last_t + 1.0 / rate_hz, end)
-    return np.linspace(start, end, n)
+    step = (end - start) / (n - 1)
+    times = [i * step + start for i in range(n - 1)]
+    times.append(end)
+    return times
 
 
 def map_sensor_clock(t_sensor: np.ndarray, arrival_unix: float,
@@ -107,3 +119,9 @@ class SampleStamper:
                 t = t[first:]
         self.last_t = float(t[-1])
         return Stamped(t, first)
+
+    def stamp_host(self, arrival_unix: float, n: int) -> list[float]:
+        """:meth:`stamp` for host-clocked samples, as floats: the same times to the bit."""
+        t = spread_back_floats(arrival_unix, n, self.rate_hz, self.last_t)
+        self.last_t = t[-1]
+        return t

@@ -1,7 +1,9 @@
 """Streaming: notifications (or advertisements) -> decoded, stamped :class:`SampleBatch` es.
 
 The notification callback runs the per-packet path itself (:class:`PacketPath`: decode, count
-drops, drop samples while a buzz runs, stamp) and holds the batch in the link; it wakes the
+drops, drop samples while a buzz runs, stamp) and holds the samples in the link (as Python
+floats when the profile's decoder has a row path and the host clock stamps them: no numpy call
+per notification; the consumer takes them as one array); it wakes the
 consumer's task only when the batch's newest sample starts a new 0.1 s decision tick
 (:class:`~slouchd.sensors.ble.ticks.TickGate`, the daemon's sample buffer's grid), when many
 samples are held, or when the link is lost. The consumer then yields everything held as one
@@ -19,7 +21,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
-from slouchd.model import SampleBatch
+from slouchd.model import SampleBatch, SampleRows
 from slouchd.sensors.ble.context import SourceContext
 from slouchd.sensors.ble.errors import one_line
 from slouchd.sensors.ble.health import AdapterHealth
@@ -59,6 +61,7 @@ class PacketPath:
         prof = ctx.profile
         self.decoder: ProfileDecoder | None = ProfileDecoder(prof) if prof else None
         self.stamper = SampleStamper(prof.rate_hz if prof else 1.0)
+        self.rows = self._rows_ok()
         # Arrival times are monotonic (they never jump); samples are stamped in Unix time.
         self.epoch_offset = ctx.clock.wall() - ctx.clock.monotonic()
         #: Samples arriving before this monotonic time are dropped (a running motor shakes the IMU).
@@ -68,6 +71,12 @@ class PacketPath:
         """Decode with ``profile`` from now on (matched by advertisement)."""
         self.decoder = ProfileDecoder(profile)
         self.stamper.rate_hz = profile.rate_hz
+        self.rows = self._rows_ok()
+
+    def _rows_ok(self) -> bool:
+        """Whether :meth:`decode_held` can keep floats: a row path, and no sensor clock."""
+        d = self.decoder
+        return d is not None and d.has_rows and not d.has_clock
 
     def start_link(self) -> None:
         """A new link: forget partial frames and the sensor clock's offset."""
@@ -105,6 +114,30 @@ class PacketPath:
             gyro = gyro[first:]
         status.samples += len(stamped.t_s)
         return SampleBatch(stamped.t_s, acc, gyro)
+
+    def decode_held(self, arrival: float, data: bytes) -> SampleBatch | SampleRows | None:
+        """:meth:`decode`, in the form a link holds best: :class:`SampleRows` (Python floats,
+        no numpy call) when the decoder has a row path and the host clock stamps the samples
+        (micro:bit, Thingy:52, WitMotion, generic), else a :class:`SampleBatch`. Either way the
+        same samples, times and counts, to the bit."""
+        if not self.rows:
+            return self.decode(arrival, data)
+        assert self.decoder is not None
+        status = self.status
+        status.packets += 1
+        s = self.decoder.feed_rows(data)
+        for d in s.drops:
+            status.count_drop(d.reason)
+            self.ctx.note(f"drop:{d.reason}", f"dropped input ({d.reason}): {d.detail}")
+        n = len(s.acc_g)
+        if n == 0:
+            return None
+        if arrival < self.mute_until:
+            status.count_drop("haptic")
+            return None
+        t = self.stamper.stamp_host(arrival + self.epoch_offset, n)
+        status.samples += n
+        return SampleRows(t, s.acc_g, s.gyro_dps)
 
 
 class Streamer:
@@ -150,15 +183,15 @@ class Streamer:
             if not link.active:
                 return
             link.seen = arrival = clock.monotonic()
-            if len(link.held) >= QUEUE_MAX:
+            if link.held_packets >= QUEUE_MAX:
                 status.count_drop("overflow")
                 return
             try:
-                batch = packets.decode(arrival, bytes(data))
-                if batch is not None:
+                got = packets.decode_held(arrival, bytes(data))
+                if got is not None:
                     ho = ctx.hand_over
-                    link.hold(batch, gate.starts_tick(float(batch.t_s[-1]),
-                                                      -math.inf if ho is None else ho.due_k))
+                    t_last = got.t_last_s if type(got) is SampleRows else float(got.t_s[-1])
+                    link.hold(got, gate.starts_tick(t_last, -math.inf if ho is None else ho.due_k))
             except Exception as err:  # never into bleak's D-Bus reader
                 status.count_drop("error")
                 ctx.note("drop:error", f"dropped a notification: decoding it failed ({one_line(err)})")
