@@ -12,8 +12,15 @@ in one go (dbus-fast's reader reads every message waiting on its socket). A time
 never delayed: the sleep ends at the loop's next timer. When events are sparse (one sensor, commands,
 the idle daemon) nothing changes: the loop blocks as usual and wakes at the first event.
 
-The price: an I/O event may be handled up to ``quantum_s`` later (10 ms; the alert budget is
-50 ms at the 99th percentile, ``bench/alert_latency.py``).
+The price: an I/O event may be handled up to one quantum later. The quantum follows
+:class:`WakePace`: 10 ms (:data:`WAKE_QUANTUM_S`) while any wearer *hurries* (an alert or an
+answer could come within the next second: ``PostureTracker.urgent``, or a stretch session runs),
+50 ms (:data:`CALM_QUANTUM_S`) while none does. The alert budget is 50 ms at the 99th percentile
+(``bench/alert_latency.py``), and an alert never comes out of a hand-over its tracker was calm
+before (``tests/daemon/test_sample_buffer.py`` checks it over a simulated hour), so every alert is
+decided under the 10 ms quantum; what waits up to 50 ms while all are calm is a state (1 Hz) or
+a command's answer. Each wake-up costs ~100 µs of CPU on the measured VM (docs/performance.md,
+"Session 7"): at 10 one-sample wearers, 100 a second cost about as much as all their posture maths.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any
 
 WAKE_QUANTUM_S = 0.01
 """While events come denser than this, the loop wakes at most once per this many seconds."""
+CALM_QUANTUM_S = 0.05
+"""The same while no wearer hurries (see :class:`WakePace`): half a decision tick, seconds."""
 
 
 GAP_WEIGHT = 0.2
@@ -42,11 +51,47 @@ def nap(seconds: float) -> None:
     select.select([], [], [], seconds)
 
 
+class WakePace:
+    """How long the loop may leave dense events waiting: ``quantum_s`` while anyone hurries,
+    ``calm_s`` while nobody does (seconds).
+
+    Wearers say whether they hurry after each hand-over (``WearerRuntime.pace``): a wearer whose
+    tracker is urgent must have the sample that starts each tick handled within the alert
+    budget; a calm one is handed a whole second at a time anyway.
+    """
+
+    __slots__ = ("_hurrying", "calm_s", "hurried_s")
+
+    def __init__(self, quantum_s: float = WAKE_QUANTUM_S, calm_s: float = CALM_QUANTUM_S) -> None:
+        if quantum_s < 0 or calm_s < quantum_s:
+            raise ValueError(f"need 0 <= quantum_s <= calm_s seconds, got {quantum_s} and {calm_s}")
+        self.hurried_s = quantum_s
+        self.calm_s = calm_s
+        self._hurrying: set[object] = set()
+
+    def hurry(self, who: object, hurrying: bool) -> None:
+        """``who`` (any hashable, a wearer's runtime) hurries now, or no longer."""
+        if hurrying:
+            self._hurrying.add(who)
+        else:
+            self._hurrying.discard(who)
+
+    @property
+    def hurried(self) -> bool:
+        return bool(self._hurrying)
+
+    @property
+    def quantum_s(self) -> float:
+        """The quantum now, seconds."""
+        return self.hurried_s if self._hurrying else self.calm_s
+
+
 class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    """The platform's default selector, waking at most once per ``quantum_s`` under dense events.
+    """The platform's default selector, waking at most once per quantum under dense events.
 
     Args:
-        quantum_s: seconds; 0 turns coalescing off (a plain selector).
+        quantum_s: seconds; 0 turns coalescing off (a plain selector). Fixed, unless ``pace``.
+        pace: where the quantum comes from when it changes with the wearers (:class:`WakePace`).
         clock: monotonic seconds; sleep: blocks for seconds (injectable for tests).
 
     Attributes:
@@ -54,13 +99,13 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
         coalesced: of those, the ones that slept out the quantum instead of blocking.
     """
 
-    def __init__(self, quantum_s: float = WAKE_QUANTUM_S, *,
+    def __init__(self, quantum_s: float = WAKE_QUANTUM_S, *, pace: WakePace | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = nap) -> None:
         super().__init__()
         if quantum_s < 0:
             raise ValueError(f"quantum_s must be >= 0 seconds, got {quantum_s}")
-        self.quantum_s = quantum_s
+        self.pace = pace if pace is not None else WakePace(quantum_s, quantum_s)
         self._clock = clock
         self._sleep = sleep
         self._last_wake = -float("inf")
@@ -75,9 +120,10 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
         """As :meth:`selectors.BaseSelector.select` (seconds; None = block until an event)."""
         if timeout is not None and timeout <= 0:
             return super().select(timeout)  # the loop has work ready: no wait, nothing to save
+        quantum_s = self.pace.quantum_s
         if self._dense:
             # (At most one quantum: a clock that steps back, as libfaketime's can, never stalls us.)
-            wait = min(self._last_wake + self.quantum_s - self._clock(), self.quantum_s)
+            wait = min(self._last_wake + quantum_s - self._clock(), quantum_s)
             if wait > 0:
                 if timeout is not None and timeout < wait:
                     wait = timeout  # a timer is due first: never later than asked
@@ -97,11 +143,36 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
             gap = min(max(now - self._last_wake, 0.0), 1.0)
             self._gap_s += GAP_WEIGHT * (gap - self._gap_s)
         # Dense: events have been waking us at well under a quantum apart.
-        self._dense = bool(ready) and self._gap_s < DENSE_GAP * self.quantum_s
+        self._dense = bool(ready) and self._gap_s < DENSE_GAP * quantum_s
         self._last_wake = now
         return ready
 
 
-def new_event_loop(quantum_s: float = WAKE_QUANTUM_S) -> asyncio.AbstractEventLoop:
-    """The daemon's event loop: asyncio's selector loop on a :class:`CoalescingSelector`."""
-    return asyncio.SelectorEventLoop(CoalescingSelector(quantum_s))
+    @property
+    def quantum_s(self) -> float:
+        """The quantum now, seconds (:attr:`pace`)."""
+        return self.pace.quantum_s
+
+
+class DaemonLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop on a :class:`CoalescingSelector`, its :class:`WakePace` at hand."""
+
+    def __init__(self, pace: WakePace) -> None:
+        super().__init__(CoalescingSelector(pace=pace))
+        self.wake_pace = pace
+
+
+def new_event_loop(quantum_s: float = WAKE_QUANTUM_S, calm_s: float = CALM_QUANTUM_S) -> DaemonLoop:
+    """The daemon's event loop (seconds: the quanta of :class:`WakePace`)."""
+    return DaemonLoop(WakePace(quantum_s, calm_s))
+
+
+def hurry(who: object, hurrying: bool) -> None:
+    """Tell the running loop's :class:`WakePace` that ``who`` hurries or not (no-op on a loop
+    that is not a :class:`DaemonLoop`, as in most tests)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if isinstance(loop, DaemonLoop):
+        loop.wake_pace.hurry(who, hurrying)

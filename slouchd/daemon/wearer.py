@@ -32,6 +32,7 @@ from slouchd.daemon.host import WearerHost
 from slouchd.daemon.persistence import WearerSaver
 from slouchd.daemon.sources import SourcePlan, plan_source
 from slouchd.daemon.trackers import new_tracker, wall_iso
+from slouchd.daemon.wakeups import hurry
 from slouchd.model import Event, EventKind, PostureFrame, SampleBatch
 from slouchd.overrides import SettingOverrides
 from slouchd.posture.settings import DetectionSettings
@@ -268,9 +269,12 @@ class WearerRuntime:
     def pace(self) -> None:
         """Hand the tracker every 0.1 s tick while an alert or an answer may be due or a stretch
         session runs, else once a second (``CALM_DISPATCH_TICKS``): after every tracker call and
-        every command (a calibration asked for is answered without the second's wait)."""
-        self.buffer.ticks = (DISPATCH_TICKS if self.tracker.urgent or self.coach.needs_ticks
-                             else CALM_DISPATCH_TICKS)
+        every command (a calibration asked for is answered without the second's wait). The
+        event loop's quantum follows (:class:`~slouchd.daemon.wakeups.WakePace`): 10 ms while
+        any wearer hurries so, 50 ms while none does."""
+        hurrying = self.tracker.urgent or self.coach.needs_ticks
+        self.buffer.ticks = DISPATCH_TICKS if hurrying else CALM_DISPATCH_TICKS
+        hurry(self, hurrying)  # the event loop may leave I/O up to 50 ms while nobody hurries
 
     def drain(self) -> None:
         """Process what the buffer holds (the stream ended or the wearer stops)."""
@@ -455,6 +459,7 @@ class WearerRuntime:
                         self.handle(ready)
         finally:
             self.drain()
+            hurry(self, False)  # no samples, no alert: until the next stream's first hand-over
             self.source = None
             if self.streaming:
                 self.streaming = False

@@ -216,9 +216,14 @@ def _alert_arrivals(packets: list[SampleBatch], cfg_doc: dict[str, object], moun
     calls = 0
     for i, p in enumerate(packets):
         for ready in buf.add(p):
+            urgent_before = tracker.urgent
             out = tracker.process(ready)
             calls += 1
-            alerts += [(i, e.t_s) for e in out.events if e.kind.value == "slouch_alert"]
+            new = [(i, e.t_s) for e in out.events if e.kind.value == "slouch_alert"]
+            # The event loop naps longer while no wearer is urgent (daemon/wakeups.py, WakePace):
+            # safe only because an alert never comes out of a call the tracker was calm before.
+            assert urgent_before or not new, f"an alert out of a calm hand-over at packet {i}"
+            alerts += new
             events += out.events
             if adaptive:  # as WearerRuntime.pace does
                 buf.ticks = DISPATCH_TICKS if tracker.urgent else CALM_DISPATCH_TICKS

@@ -12,7 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from slouchd.daemon.wakeups import WAKE_QUANTUM_S, CoalescingSelector, new_event_loop
+from slouchd.daemon.wakeups import (
+    CALM_QUANTUM_S,
+    WAKE_QUANTUM_S,
+    CoalescingSelector,
+    WakePace,
+    new_event_loop,
+)
 
 
 def _drive(sel: CoalescingSelector, gaps_s: list[float]) -> list[float]:
@@ -133,10 +139,52 @@ def test_the_daemons_loop_runs_on_it() -> None:
     loop = new_event_loop()
     try:
         assert isinstance(loop._selector, CoalescingSelector)  # type: ignore[attr-defined]
-        assert loop._selector.quantum_s == WAKE_QUANTUM_S  # type: ignore[attr-defined]
+        assert loop._selector.pace is loop.wake_pace  # type: ignore[attr-defined]
+        assert loop._selector.quantum_s == CALM_QUANTUM_S  # type: ignore[attr-defined]
+        assert loop.wake_pace.hurried_s == WAKE_QUANTUM_S
         assert loop.run_until_complete(asyncio.sleep(0.01, result=7)) == 7
     finally:
         loop.close()
+
+
+def test_the_quantum_is_short_while_anyone_hurries() -> None:
+    pace = WakePace(0.01, 0.05)
+    assert pace.quantum_s == 0.05 and not pace.hurried
+    pace.hurry("ana", True)
+    pace.hurry("bo", True)
+    pace.hurry("ana", False)
+    assert pace.quantum_s == 0.01  # bo still hurries
+    pace.hurry("bo", False)
+    pace.hurry("bo", False)  # (saying it twice is fine)
+    assert pace.quantum_s == 0.05
+    with pytest.raises(ValueError):
+        WakePace(0.05, 0.01)
+
+
+def test_dense_events_nap_the_calm_quantum_and_the_short_one_once_someone_hurries() -> None:
+    ft = FakeTime()
+    pace = WakePace(0.01, 0.05)
+    sel = CoalescingSelector(pace=pace, clock=ft.clock, sleep=ft.sleep)
+    a, b = socket.socketpair()
+    sel.register(b, selectors.EVENT_READ)
+    try:
+        f = (sel, ft, a, b)
+        _events(f, 8, 0.004)  # an event every 4 ms: dense under the calm quantum
+        ft.slept.clear()
+        a.send(b"x")
+        assert sel.select(None)
+        assert ft.slept == [pytest.approx(0.05 - 0.004)]  # the rest of 50 ms since the last wake-up
+        b.recv(16)
+        pace.hurry("ana", True)
+        ft.slept.clear()
+        ft.now += 0.001
+        a.send(b"x")
+        assert sel.select(None)
+        assert ft.slept == [pytest.approx(0.01 - 0.001)]  # at once the 10 ms quantum
+    finally:
+        sel.close()
+        a.close()
+        b.close()
 
 
 def test_a_clock_that_steps_back_never_stalls_the_loop(faked: Faked) -> None:

@@ -115,3 +115,46 @@ async def test_a_session_by_command_a_haptic_buzz_and_the_snapshot(tmp_path: Pat
     assert not again.ok and again.error == "no stretch session is running"
     await host.history.drain(5.0)
     assert (tmp_path / "history" / "ana.json").exists()  # the abandoned session's history write
+
+
+def test_a_runtime_hurries_the_daemons_loop_while_an_answer_or_a_session_is_due(tmp_path: Path) -> None:
+    # The loop leaves dense I/O up to 50 ms only while no wearer hurries (daemon/wakeups.py).
+    from slouchd.daemon.wakeups import CALM_QUANTUM_S, WAKE_QUANTUM_S, DaemonLoop, new_event_loop
+    from slouchd.model import SampleBatch
+
+    class Ends:
+        """A source that streams nothing and ends (the sensor went away)."""
+
+        async def __aenter__(self) -> Ends:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        def __aiter__(self) -> Ends:
+            return self
+
+        async def __anext__(self) -> SampleBatch:
+            raise StopAsyncIteration
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, DaemonLoop)
+        pace = loop.wake_pace
+        cfg = parse_config({"wearers": [{"name": "ana", "sensor": "simulated"}]})
+        host = Host(cfg, tmp_path)
+        host.open_source = lambda plan, settings: Ends()  # type: ignore[method-assign,assignment,return-value]
+        rt = WearerRuntime(host, cfg.wearers[0], StateStore(tmp_path))  # type: ignore[arg-type]
+        assert pace.quantum_s == CALM_QUANTUM_S
+        assert rt.apply(Command({"calibrate": True})).ok  # the user waits for the answer
+        assert pace.quantum_s == WAKE_QUANTUM_S
+        await rt._stream()  # the stream ended: no sample can bring an alert or an answer now
+        assert pace.quantum_s == CALM_QUANTUM_S
+        assert rt.apply(Command({"stretch": "quick"})).ok  # a session's frames every tick
+        assert pace.quantum_s == WAKE_QUANTUM_S
+        rt.apply(Command({"stretch": "stop"}))
+        assert pace.quantum_s == WAKE_QUANTUM_S  # (the calibration asked for still waits)
+        await host.history.drain(5.0)
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
