@@ -111,8 +111,9 @@ class CoalescingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-
         self._last_wake = -float("inf")
         self._dense = False
         # Smoothed time between event wake-ups, seconds: one quick pair (a write that is ready at
-        # once after a read) is not a dense stream, and a nap for it would cost a wake-up.
-        self._gap_s = quantum_s
+        # once after a read) is not a dense stream, and a nap for it would cost a wake-up. It
+        # starts at the calm quantum: a start-up's few round trips are not a stream either.
+        self._gap_s = self.pace.calm_s
         self.wakeups = 0
         self.coalesced = 0
 
