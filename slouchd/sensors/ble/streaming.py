@@ -30,7 +30,7 @@ from slouchd.sensors.ble.scanning import SCANNER_TIMEOUT_S, Scanner, Sighting
 from slouchd.sensors.ble.stamping import SampleStamper
 from slouchd.sensors.ble.steps import NotifyCallback
 from slouchd.sensors.ble.ticks import TickGate
-from slouchd.sensors.decoders import ProfileDecoder
+from slouchd.sensors.decoders import Drop, ProfileDecoder
 from slouchd.sensors.profiles import Profile
 from slouchd.timing import within
 
@@ -94,14 +94,8 @@ class PacketPath:
         status = self.status
         status.packets += 1
         s = self.decoder.feed(data)
-        for d in s.drops:
-            status.count_drop(d.reason)
-            self.ctx.note(f"drop:{d.reason}", f"dropped input ({d.reason}): {d.detail}")
         n = len(s)
-        if n == 0:
-            return None
-        if arrival < self.mute_until:
-            status.count_drop("haptic")
+        if not self._admit(arrival, n, s.drops):
             return None
         stamped = self.stamper.stamp(arrival + self.epoch_offset, n, s.t_sensor_s)
         if stamped is None:  # sensor-clocked samples at or before the last delivered one
@@ -123,21 +117,28 @@ class PacketPath:
         if not self.rows:
             return self.decode(arrival, data)
         assert self.decoder is not None
-        status = self.status
-        status.packets += 1
+        self.status.packets += 1
         s = self.decoder.feed_rows(data)
-        for d in s.drops:
-            status.count_drop(d.reason)
-            self.ctx.note(f"drop:{d.reason}", f"dropped input ({d.reason}): {d.detail}")
         n = len(s.acc_g)
-        if n == 0:
-            return None
-        if arrival < self.mute_until:
-            status.count_drop("haptic")
+        if not self._admit(arrival, n, s.drops):
             return None
         t = self.stamper.stamp_host(arrival + self.epoch_offset, n)
-        status.samples += n
+        self.status.samples += n
         return SampleRows(t, s.acc_g, s.gyro_dps)
+
+    def _admit(self, arrival: float, n: int, drops: list[Drop]) -> bool:
+        """Count and log the packet's drops; True when its ``n`` samples go on to be stamped
+        (there are some, and no buzz mutes them at monotonic time ``arrival``)."""
+        status = self.status
+        for d in drops:
+            status.count_drop(d.reason)
+            self.ctx.note(f"drop:{d.reason}", f"dropped input ({d.reason}): {d.detail}")
+        if n == 0:
+            return False
+        if arrival < self.mute_until:
+            status.count_drop("haptic")
+            return False
+        return True
 
 
 class Streamer:
