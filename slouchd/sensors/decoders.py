@@ -37,6 +37,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from slouchd.model import Row3
 from slouchd.sensors.profiles import Profile, Stream
 
 #: Seconds from the Unix epoch to 2000-01-01T00:00:00Z, the epoch of Polar's sensor clock.
@@ -99,7 +100,7 @@ class RawDecoder:
         out = self.feed_tuples(data)
         if not out.rows:
             return _empty(self.columns, out.drops)
-        return RawRows(np.array(out.rows, dtype=float), None, out.drops)
+        return RawRows(np.array(out.rows, dtype=float).reshape(-1, self.columns), None, out.drops)
 
     def feed_tuples(self, data: bytes) -> TupleRows:
         raise NotImplementedError
@@ -463,9 +464,6 @@ class Samples:
 
     def __len__(self) -> int:
         return int(self.acc_g.shape[0])
-
-
-Row3 = tuple[float, float, float]
 
 
 @dataclass(slots=True)
