@@ -18,9 +18,10 @@ answer could come within the next second: ``PostureTracker.urgent``, or a stretc
 50 ms (:data:`CALM_QUANTUM_S`) while none does. The alert budget is 50 ms at the 99th percentile
 (``bench/alert_latency.py``), and an alert never comes out of a hand-over its tracker was calm
 before (``tests/daemon/test_sample_buffer.py`` checks it over a simulated hour), so every alert is
-decided under the 10 ms quantum; what waits up to 50 ms while all are calm is a state (1 Hz) or
-a command's answer. Each wake-up costs ~100 µs of CPU on the measured VM (docs/performance.md,
-"Session 7"): at 10 one-sample wearers, 100 a second cost about as much as all their posture maths.
+decided under the 10 ms quantum; what waits up to 50 ms while all are calm is a state (1 Hz), a
+command's answer, or each D-Bus round trip of a sensor connecting while others stream densely.
+Under load each wake-up costs the measured VM a few hundred µs of CPU (docs/performance.md,
+"Session 7"): at 10 one-sample wearers, 100 a second cost more than all their posture maths.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ CALM_QUANTUM_S = 0.05
 GAP_WEIGHT = 0.2
 """Weight of the newest gap between event wake-ups in their moving average."""
 DENSE_GAP = 0.5
-"""Events are dense (naps pay) when that average is under this fraction of the quantum: at the
-default 10 ms, more than about 200 events a second."""
+"""Events are dense (naps pay) when that average is under this fraction of the quantum in force:
+at 10 ms, more than about 200 events a second; at the calm 50 ms, more than about 40 (one
+one-sample sensor at 50 Hz)."""
 
 
 def nap(seconds: float) -> None:
