@@ -62,14 +62,21 @@ class SlouchDetector:
         """The slouch clock compared with the dwell: continuous slouch time, or the exposure, seconds."""
         return self.exposure_s if self.settings.cumulative else self.slouch_s
 
-    @property
-    def could_alert_soon(self) -> bool:
-        """An alert could come within the next few ticks: a slouch is on (its clock runs), motion
-        above the limit is pending as credit for a slouch that starts on the next still tick, or
-        (cumulative mode) exposure is left that a new slouch adds to. Otherwise the next alert is
-        at least ``dwell_s`` (>= 1 s) of slouch away."""
-        return (self.active or self.moving_over_s > 0.0
-                or (self.settings.cumulative and self.exposure_s > 0.0))
+    def could_alert_within(self, horizon_s: float) -> bool:
+        """Whether an alert could come within the next ``horizon_s`` seconds of ticks: motion above
+        the limit is pending as credit for a slouch that starts on the next still tick; a new
+        slouch would reach ``dwell_s`` that soon; a slouch is on whose clock is within
+        ``horizon_s`` of its next alert (the clock grows at most one tick per tick: credit is
+        only ever motion time); or (cumulative mode) a slouch is on or exposure is left that a
+        new slouch adds to. Otherwise no alert can come sooner: a slouch held for minutes does
+        not hurry its caller between its alerts (``tests/posture/test_slouch_alerts.py`` checks
+        the promise on random ticks)."""
+        s = self.settings
+        if self.moving_over_s > 0.0 or s.dwell_s <= horizon_s + 1e-6:
+            return True
+        if s.cumulative:
+            return self.active or self.exposure_s > 0.0
+        return self.active and self.next_alert_s - self.slouch_s <= horizon_s + 1e-6
 
     def end(self, t_s: float, out: list[Event]) -> None:
         """Close the running slouch (if any)."""

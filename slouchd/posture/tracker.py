@@ -71,6 +71,9 @@ TWO_POSE_MIN_DEG = st.TWO_POSE_MIN_DEG
 URGENT_HORIZON_S = 1.0
 """While :attr:`PostureTracker.urgent` is False, no alert is due within this much sample time
 (seconds): it equals the least ``dwell_s`` the settings allow."""
+URGENT_MARGIN_S = 2 * TICK_S
+"""A running slouch makes the tracker urgent this much before its next alert would fall outside
+the horizon (seconds): a calm hand-over may end a tick or two past the horizon."""
 
 
 @dataclass
@@ -162,13 +165,15 @@ class PostureTracker:
     @property
     def urgent(self) -> bool:
         """Whether an alert or an answer could come within the next :data:`URGENT_HORIZON_S` of
-        ticks, so the caller must feed the tracker every tick: a slouch is on or about to start
-        with credit (:attr:`SlouchDetector.could_alert_soon`), a calibration was asked for (the
-        user waits for its answer), or the forward axis could be learned that soon (a slouch that
-        went on unjudged may then alert at once). When False the next alert is at least
-        ``dwell_s`` (>= 1 s) of slouch away, and the caller may hand over a whole
-        :data:`URGENT_HORIZON_S` at a time (the daemon then runs the tracker once a second)."""
-        if self._detector.could_alert_soon or self._cal.request is not None:
+        ticks, so the caller must feed the tracker every tick: a slouch is about to start with
+        credit or is on with its next alert within the horizon plus :data:`URGENT_MARGIN_S`
+        (:meth:`SlouchDetector.could_alert_within`), a calibration was asked for (the user waits
+        for its answer), or the forward axis could be learned that soon (a slouch that went on
+        unjudged may then alert at once). When False the next alert is more than the horizon
+        away, and the caller may hand over a whole :data:`URGENT_HORIZON_S` at a time (the
+        daemon then runs the tracker once a second, and its event loop may nap longer)."""
+        if (self._detector.could_alert_within(URGENT_HORIZON_S + URGENT_MARGIN_S)
+                or self._cal.request is not None):
             return True
         cal = self.calibration
         return (self.cal_settings.learn_axis and self.mount is None and cal is not None

@@ -230,15 +230,16 @@ def _alert_arrivals(packets: list[SampleBatch], cfg_doc: dict[str, object], moun
     return alerts, calls, events
 
 
-@pytest.mark.parametrize(("detection", "declared"), [
-    ({"dwell_s": 1, "repeat_s": 10}, True),
-    ({"dwell_s": 3, "repeat_s": 10, "cumulative": True}, True),
+@pytest.mark.parametrize(("detection", "declared", "calls_at_most"), [
+    # (A dwell within the horizon plus margin, 1.2 s, would keep the tracker urgent throughout.)
+    ({"dwell_s": 2, "repeat_s": 10}, True, 0.2),
+    ({"dwell_s": 3, "repeat_s": 10, "cumulative": True}, True, 0.6),
     # The forward axis learned from the bends: a slouch that went on unjudged alerts on the
     # very tick the axis is learned, so the tracker is urgent while that tick may come.
-    ({"dwell_s": 1, "repeat_s": 10}, False),
+    ({"dwell_s": 2, "repeat_s": 10}, False, 0.2),
 ])
 def test_calm_dispatch_cuts_the_calls_and_never_delays_an_alert(detection: dict[str, object],
-                                                                declared: bool) -> None:
+                                                                declared: bool, calls_at_most: float) -> None:
     # A simulated hour at 50 Hz, 1-sample notifications, with desk vibration and fast twists (the
     # motion credit that can start a slouch already due); short dwells make alerts frequent.
     from slouchd.sensors.simulated import SimSettings, SimulatedWearer
@@ -258,7 +259,9 @@ def test_calm_dispatch_cuts_the_calls_and_never_delays_an_alert(detection: dict[
     # and everything else is the same too.
     assert adaptive == every_tick
     assert [e.to_dict() for e in events_adaptive] == [e.to_dict() for e in events_every]
-    assert calls_adaptive < 0.6 * calls_every  # (this hour slouches a lot: calm ticks are fewer)
+    # This hour slouches a lot. A running slouch only needs every tick in the last 1.2 s before
+    # its next alert (cumulative mode: the whole slouch and its exposure).
+    assert calls_adaptive < calls_at_most * calls_every
 
 
 def test_a_calibration_asked_for_makes_the_tracker_urgent_until_it_is_answered() -> None:

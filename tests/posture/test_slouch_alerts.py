@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slouchd.model import EventKind, SampleBatch
 from tests.posture.helpers import tracker
@@ -211,3 +213,30 @@ def test_a_slouch_begun_just_before_motion_is_flagged_gets_the_sinking_credited(
     old = upright + [(20.0, STILL)] * 50 + [(25.0, MOVING)] * 21 + [(30.0, STILL)] * 400
     t_old = _alert_time(old)
     assert t_old is not None and abs(t_old - (5.0 + 2.1 + 30.0)) < 0.05
+
+
+@pytest.mark.parametrize("cumulative", [False, True])
+@settings(max_examples=300, deadline=None)
+@given(runs=st.lists(st.tuples(st.sampled_from([0.0, 12.0, 20.0, 35.0]), st.sampled_from([0, 0, 0, 1, 2]),
+                               st.integers(1, 40)), min_size=1, max_size=30),
+       dwell_s=st.sampled_from([1.0, 3.0, 30.0]))
+def test_no_alert_comes_within_the_horizon_of_a_detector_that_said_none_could(
+        cumulative: bool, runs: list[tuple[float, int, int]], dwell_s: float) -> None:
+    # What lets the daemon hand a calm tracker a second at a time and nap its event loop longer
+    # (PostureTracker.urgent, daemon/wakeups.py): "no alert within h" must hold for any ticks,
+    # motion credit and repeats included.
+    from slouchd.posture import detector as dt_mod
+    from slouchd.posture.settings import DetectionSettings as DS
+
+    horizon_s = 1.2
+    d = dt_mod.SlouchDetector(DS(dwell_s=dwell_s, repeat_s=5.0, cumulative=cumulative),
+                              motion_reset_s=5.0, credit_max_s=2.0)
+    ticks = [(flex, state) for flex, state, n in runs for _ in range(n)]
+    calm_until = -1  # the last tick index a "no alert within the horizon" covers
+    for i, (flex, state) in enumerate(ticks):
+        ev: list = []
+        d.step(round((i + 1) * 0.1, 6), 0.1, flex, state, True, ev)
+        if any(e.kind is EventKind.SLOUCH_ALERT for e in ev):
+            assert i > calm_until, f"an alert at tick {i}, promised none before tick {calm_until + 1}"
+        if not d.could_alert_within(horizon_s):
+            calm_until = max(calm_until, i + round(horizon_s / 0.1))
