@@ -72,8 +72,8 @@ URGENT_HORIZON_S = 1.0
 """While :attr:`PostureTracker.urgent` is False, no alert is due within this much sample time
 (seconds): it equals the least ``dwell_s`` the settings allow."""
 URGENT_MARGIN_S = 2 * TICK_S
-"""A running slouch makes the tracker urgent this much before its next alert would fall outside
-the horizon (seconds): a calm hand-over may end a tick or two past the horizon."""
+"""Added to :data:`URGENT_HORIZON_S` when asking whether an alert could come (seconds): a calm
+hand-over may end a tick or two past the horizon."""
 
 
 @dataclass
